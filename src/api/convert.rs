@@ -1,0 +1,157 @@
+//! Wire types ⇄ domain types. Requests become domain values through
+//! `TryFrom` with `Status` as the error; nothing malformed reaches the engine.
+
+use super::pb;
+use crate::campaign::{
+    ArmSpec, CampaignSpec, PolicySpec, DEFAULT_REWARD_TIMEOUT_SECONDS,
+    DEFAULT_SEGMENT_PRIOR_STRENGTH,
+};
+use crate::engine::{ArmReport, ChooseRequest, SegmentReport};
+use tonic::Status;
+
+impl TryFrom<pb::ChooseRequest> for ChooseRequest {
+    type Error = Status;
+    fn try_from(r: pb::ChooseRequest) -> Result<Self, Status> {
+        if r.campaign_id.is_empty() {
+            return Err(Status::invalid_argument("campaign_id must not be empty"));
+        }
+        let mut context: Vec<(String, f64)> = r.context.into_iter().collect();
+        if let Some((name, v)) = context.iter().find(|(_, v)| !v.is_finite()) {
+            return Err(Status::invalid_argument(format!(
+                "context feature {name:?} is not finite: {v}"
+            )));
+        }
+        context.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(ChooseRequest {
+            campaign_id: r.campaign_id,
+            segment: r.segment,
+            context,
+            decision_id: Some(r.decision_id).filter(|d| !d.is_empty()),
+        })
+    }
+}
+
+/// A campaign from the wire, with defaults applied (0 means default). The
+/// engine validates the result.
+impl TryFrom<pb::Campaign> for CampaignSpec {
+    type Error = Status;
+    fn try_from(c: pb::Campaign) -> Result<Self, Status> {
+        let policy = match c.policy {
+            None => PolicySpec::thompson_default(),
+            Some(pb::campaign::Policy::Thompson(t)) => PolicySpec::Thompson {
+                prior_alpha: if t.prior_alpha == 0.0 {
+                    1.0
+                } else {
+                    t.prior_alpha
+                },
+                prior_beta: if t.prior_beta == 0.0 {
+                    1.0
+                } else {
+                    t.prior_beta
+                },
+                segment_prior_strength: t
+                    .segment_prior_strength
+                    .unwrap_or(DEFAULT_SEGMENT_PRIOR_STRENGTH),
+            },
+            Some(pb::campaign::Policy::Uniform(_)) => PolicySpec::Uniform,
+            Some(pb::campaign::Policy::Linucb(_)) => {
+                return Err(Status::invalid_argument(
+                    "policy linucb is not available in this version of banditd",
+                ))
+            }
+        };
+        Ok(CampaignSpec {
+            id: c.id,
+            arms: c
+                .arms
+                .into_iter()
+                .map(|a| ArmSpec {
+                    id: a.id,
+                    retired: false,
+                })
+                .collect(),
+            policy,
+            reward_timeout_seconds: if c.reward_timeout_seconds == 0 {
+                DEFAULT_REWARD_TIMEOUT_SECONDS
+            } else {
+                c.reward_timeout_seconds
+            },
+            default_reward: c.default_reward,
+        })
+    }
+}
+
+impl From<CampaignSpec> for pb::Campaign {
+    fn from(c: CampaignSpec) -> Self {
+        let policy = match c.policy {
+            PolicySpec::Thompson {
+                prior_alpha,
+                prior_beta,
+                segment_prior_strength,
+            } => pb::campaign::Policy::Thompson(pb::ThompsonSampling {
+                prior_alpha,
+                prior_beta,
+                segment_prior_strength: Some(segment_prior_strength),
+            }),
+            PolicySpec::Uniform => pb::campaign::Policy::Uniform(pb::UniformSplit {}),
+        };
+        pb::Campaign {
+            id: c.id,
+            arms: c
+                .arms
+                .into_iter()
+                .map(|a| pb::Arm {
+                    id: a.id,
+                    retired: a.retired,
+                })
+                .collect(),
+            policy: Some(policy),
+            reward_timeout_seconds: c.reward_timeout_seconds,
+            default_reward: c.default_reward,
+        }
+    }
+}
+
+impl From<ArmReport> for pb::ArmStats {
+    fn from(a: ArmReport) -> Self {
+        pb::ArmStats {
+            arm_id: a.arm_id,
+            pulls: a.pulls,
+            reward_sum: a.reward_sum,
+            mean: a.mean,
+            ci_low: a.ci_low,
+            ci_high: a.ci_high,
+            prob_best: a.prob_best,
+            pending: a.pending,
+            retired: a.retired,
+        }
+    }
+}
+
+impl From<SegmentReport> for pb::SegmentStats {
+    fn from(s: SegmentReport) -> Self {
+        pb::SegmentStats {
+            segment: s.segment,
+            arms: s.arms.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Arms to add: ids only (`retired` is output-only and must not be set).
+pub fn arms_from_wire(arms: Vec<pb::Arm>) -> Result<Vec<ArmSpec>, Status> {
+    arms.into_iter()
+        .map(|a| {
+            if a.retired {
+                Err(Status::invalid_argument(format!(
+                    "arm {:?}: retired is output-only",
+                    a.id
+                )))
+            } else {
+                Ok(ArmSpec {
+                    id: a.id,
+                    retired: false,
+                })
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,149 @@
+//! The two v1 services: thin wrappers that convert, call the engine, convert.
+
+use super::convert::arms_from_wire;
+use super::pb::{self, bandit_server::Bandit, campaigns_server::Campaigns};
+use crate::campaign::CampaignSpec;
+use crate::engine::{ChooseRequest, Engine, RewardOutcome};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// `banditd.v1.Bandit`.
+#[derive(Debug, Clone)]
+pub struct BanditService {
+    pub engine: Arc<Engine>,
+}
+
+#[tonic::async_trait]
+impl Bandit for BanditService {
+    async fn choose(
+        &self,
+        req: Request<pb::ChooseRequest>,
+    ) -> Result<Response<pb::ChooseResponse>, Status> {
+        let req = ChooseRequest::try_from(req.into_inner())?;
+        let choice = self.engine.choose(&req)?;
+        self.engine.wait_durable().await?;
+        Ok(Response::new(pb::ChooseResponse {
+            decision_id: choice.decision_id,
+            arm_id: choice.arm_id,
+            propensity: choice.propensity,
+        }))
+    }
+
+    async fn reward(
+        &self,
+        req: Request<pb::RewardRequest>,
+    ) -> Result<Response<pb::RewardResponse>, Status> {
+        let req = req.into_inner();
+        let outcome = self.engine.reward(&req.decision_id, req.value)?;
+        self.engine.wait_durable().await?;
+        Ok(Response::new(pb::RewardResponse {
+            duplicate: outcome == RewardOutcome::Duplicate,
+        }))
+    }
+}
+
+/// `banditd.v1.Campaigns`.
+#[derive(Debug, Clone)]
+pub struct CampaignService {
+    pub engine: Arc<Engine>,
+}
+
+#[tonic::async_trait]
+impl Campaigns for CampaignService {
+    async fn create_campaign(
+        &self,
+        req: Request<pb::CreateCampaignRequest>,
+    ) -> Result<Response<pb::Campaign>, Status> {
+        let campaign = req
+            .into_inner()
+            .campaign
+            .ok_or_else(|| Status::invalid_argument("campaign must be set"))?;
+        let spec = CampaignSpec::try_from(campaign)?;
+        let created = self.engine.create_campaign(spec)?;
+        self.engine.wait_durable().await?;
+        Ok(Response::new(created.into()))
+    }
+
+    async fn get_campaign(
+        &self,
+        req: Request<pb::GetCampaignRequest>,
+    ) -> Result<Response<pb::Campaign>, Status> {
+        let id = req.into_inner().campaign_id;
+        require_id(&id)?;
+        Ok(Response::new(self.engine.get_campaign(&id)?.into()))
+    }
+
+    async fn list_campaigns(
+        &self,
+        _req: Request<pb::ListCampaignsRequest>,
+    ) -> Result<Response<pb::ListCampaignsResponse>, Status> {
+        Ok(Response::new(pb::ListCampaignsResponse {
+            campaigns: self
+                .engine
+                .list_campaigns()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        }))
+    }
+
+    async fn delete_campaign(
+        &self,
+        req: Request<pb::DeleteCampaignRequest>,
+    ) -> Result<Response<pb::DeleteCampaignResponse>, Status> {
+        let id = req.into_inner().campaign_id;
+        require_id(&id)?;
+        self.engine.delete_campaign(&id)?;
+        self.engine.wait_durable().await?;
+        Ok(Response::new(pb::DeleteCampaignResponse {}))
+    }
+
+    async fn add_arms(
+        &self,
+        req: Request<pb::AddArmsRequest>,
+    ) -> Result<Response<pb::Campaign>, Status> {
+        let req = req.into_inner();
+        require_id(&req.campaign_id)?;
+        let arms = arms_from_wire(req.arms)?;
+        let spec = self.engine.add_arms(&req.campaign_id, arms)?;
+        self.engine.wait_durable().await?;
+        Ok(Response::new(spec.into()))
+    }
+
+    async fn retire_arm(
+        &self,
+        req: Request<pb::RetireArmRequest>,
+    ) -> Result<Response<pb::Campaign>, Status> {
+        let req = req.into_inner();
+        require_id(&req.campaign_id)?;
+        let spec = self.engine.retire_arm(&req.campaign_id, &req.arm_id)?;
+        self.engine.wait_durable().await?;
+        Ok(Response::new(spec.into()))
+    }
+
+    async fn get_stats(
+        &self,
+        req: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
+        let req = req.into_inner();
+        require_id(&req.campaign_id)?;
+        let engine = self.engine.clone();
+        let id = req.campaign_id.clone();
+        // Probability-best is Monte Carlo work: keep it off the async workers.
+        let segments = tokio::task::spawn_blocking(move || engine.stats(&id, &req.segment))
+            .await
+            .map_err(|_| Status::internal("stats computation was cancelled"))??;
+        Ok(Response::new(pb::GetStatsResponse {
+            campaign_id: req.campaign_id,
+            segments: segments.into_iter().map(Into::into).collect(),
+        }))
+    }
+}
+
+fn require_id(id: &str) -> Result<(), Status> {
+    if id.is_empty() {
+        Err(Status::invalid_argument("campaign_id must not be empty"))
+    } else {
+        Ok(())
+    }
+}

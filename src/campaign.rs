@@ -1,0 +1,269 @@
+//! Campaign definitions: the domain types a campaign is made of, their
+//! defaults, their limits and their validation.
+//!
+//! Everything that enters the engine from a client or a campaign file passes
+//! [`CampaignSpec::validate`] first; the engine can then rely on it (no NaN
+//! priors, no duplicate arm ids, ids that fit in a storage key). Nothing here
+//! is clamped or padded silently: bad input is rejected with a message that
+//! names the field.
+
+use crate::error::{invalid, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// Limits on what one client request may create. Documented in the README.
+pub mod limits {
+    /// Bytes in a campaign, arm or decision id, or a segment name.
+    pub const MAX_ID_BYTES: usize = 128;
+    /// Arms in one campaign (active and retired).
+    pub const MAX_ARMS: usize = 1_000;
+    /// Campaigns on one daemon.
+    pub const MAX_CAMPAIGNS: usize = 10_000;
+    /// Distinct segments in one campaign.
+    pub const MAX_SEGMENTS: usize = 100_000;
+    /// Entries in one `Choose.context` map.
+    pub const MAX_CONTEXT_ENTRIES: usize = 256;
+    /// Longest reward timeout: 30 days.
+    pub const MAX_REWARD_TIMEOUT_SECONDS: u32 = 30 * 24 * 3600;
+    /// Largest gRPC message the server decodes.
+    pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+}
+
+/// Reward timeout used when a campaign says 0.
+pub const DEFAULT_REWARD_TIMEOUT_SECONDS: u32 = 3600;
+/// Pseudo-observations a segment borrows from the others by default.
+pub const DEFAULT_SEGMENT_PRIOR_STRENGTH: f64 = 10.0;
+
+/// One offer of a campaign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArmSpec {
+    pub id: String,
+    #[serde(default)]
+    pub retired: bool,
+}
+
+/// How a campaign decides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PolicySpec {
+    /// Beta-Bernoulli Thompson sampling per segment.
+    Thompson {
+        prior_alpha: f64,
+        prior_beta: f64,
+        segment_prior_strength: f64,
+    },
+    /// A plain A/B/n split.
+    Uniform,
+}
+
+impl PolicySpec {
+    /// Thompson sampling with the documented defaults.
+    pub fn thompson_default() -> Self {
+        PolicySpec::Thompson {
+            prior_alpha: 1.0,
+            prior_beta: 1.0,
+            segment_prior_strength: DEFAULT_SEGMENT_PRIOR_STRENGTH,
+        }
+    }
+
+    /// The closed interval of rewards this policy learns from.
+    pub fn reward_range(&self) -> (f64, f64) {
+        match self {
+            PolicySpec::Thompson { .. } | PolicySpec::Uniform => (0.0, 1.0),
+        }
+    }
+}
+
+/// A campaign as created by a client, after defaults are applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignSpec {
+    pub id: String,
+    pub arms: Vec<ArmSpec>,
+    pub policy: PolicySpec,
+    pub reward_timeout_seconds: u32,
+    pub default_reward: f64,
+}
+
+impl CampaignSpec {
+    /// Checks every field; returns the first problem, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        validate_id("campaign.id", &self.id)?;
+        if self.arms.is_empty() {
+            return Err(invalid("campaign.arms: a campaign needs at least one arm"));
+        }
+        validate_new_arms(&[], &self.arms)?;
+        match self.policy {
+            PolicySpec::Thompson {
+                prior_alpha,
+                prior_beta,
+                segment_prior_strength,
+            } => {
+                for (name, v) in [
+                    ("thompson.prior_alpha", prior_alpha),
+                    ("thompson.prior_beta", prior_beta),
+                ] {
+                    if !(v.is_finite() && v > 0.0 && v <= 1e6) {
+                        return Err(invalid(format!("{name} must be in (0, 1e6], got {v}")));
+                    }
+                }
+                if !(segment_prior_strength.is_finite()
+                    && (0.0..=1e6).contains(&segment_prior_strength))
+                {
+                    return Err(invalid(format!(
+                        "thompson.segment_prior_strength must be in [0, 1e6], got {segment_prior_strength}"
+                    )));
+                }
+            }
+            PolicySpec::Uniform => {}
+        }
+        if self.reward_timeout_seconds == 0
+            || self.reward_timeout_seconds > limits::MAX_REWARD_TIMEOUT_SECONDS
+        {
+            return Err(invalid(format!(
+                "campaign.reward_timeout_seconds must be in [1, {}], got {}",
+                limits::MAX_REWARD_TIMEOUT_SECONDS,
+                self.reward_timeout_seconds
+            )));
+        }
+        let (lo, hi) = self.policy.reward_range();
+        if !(self.default_reward.is_finite() && (lo..=hi).contains(&self.default_reward)) {
+            return Err(invalid(format!(
+                "campaign.default_reward must be in [{lo}, {hi}], got {}",
+                self.default_reward
+            )));
+        }
+        Ok(())
+    }
+
+    /// Indices of the arms that may still be chosen.
+    pub fn active_arms(&self) -> impl Iterator<Item = usize> + '_ {
+        self.arms
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| !a.retired)
+            .map(|(i, _)| i)
+    }
+
+    pub fn arm_index(&self, arm_id: &str) -> Option<usize> {
+        self.arms.iter().position(|a| a.id == arm_id)
+    }
+}
+
+/// Checks arms about to be added to `existing`: valid, unique ids, within limits.
+pub fn validate_new_arms(existing: &[ArmSpec], new: &[ArmSpec]) -> Result<()> {
+    if new.is_empty() {
+        return Err(invalid("arms: at least one arm is required"));
+    }
+    if existing.len() + new.len() > limits::MAX_ARMS {
+        return Err(invalid(format!(
+            "arms: at most {} arms per campaign",
+            limits::MAX_ARMS
+        )));
+    }
+    let mut seen: HashSet<&str> = existing.iter().map(|a| a.id.as_str()).collect();
+    for a in new {
+        validate_id("arm.id", &a.id)?;
+        if !seen.insert(a.id.as_str()) {
+            return Err(invalid(format!("arm.id {:?} is duplicated", a.id)));
+        }
+    }
+    Ok(())
+}
+
+/// An id: 1..=128 bytes of letters, digits and `_ - . : / @ +`.
+pub fn validate_id(field: &str, id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(invalid(format!("{field} must not be empty")));
+    }
+    if id.len() > limits::MAX_ID_BYTES {
+        return Err(invalid(format!(
+            "{field} is longer than {} bytes",
+            limits::MAX_ID_BYTES
+        )));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_-.:/@+".contains(&b))
+    {
+        return Err(invalid(format!(
+            "{field} may only contain letters, digits and _-.:/@+"
+        )));
+    }
+    Ok(())
+}
+
+/// A segment name: empty (campaign-wide) or up to 128 bytes without control characters.
+pub fn validate_segment(segment: &str) -> Result<()> {
+    if segment.len() > limits::MAX_ID_BYTES {
+        return Err(invalid(format!(
+            "segment is longer than {} bytes",
+            limits::MAX_ID_BYTES
+        )));
+    }
+    if segment.chars().any(char::is_control) {
+        return Err(invalid("segment must not contain control characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> CampaignSpec {
+        CampaignSpec {
+            id: "spring-sale".into(),
+            arms: vec![
+                ArmSpec {
+                    id: "a".into(),
+                    retired: false,
+                },
+                ArmSpec {
+                    id: "b".into(),
+                    retired: false,
+                },
+            ],
+            policy: PolicySpec::thompson_default(),
+            reward_timeout_seconds: 60,
+            default_reward: 0.0,
+        }
+    }
+
+    // A well-formed campaign passes; each kind of bad field is rejected.
+    #[test]
+    fn validation_rejects_each_bad_field() {
+        assert!(spec().validate().is_ok());
+        let bad: Vec<Box<dyn Fn(&mut CampaignSpec)>> = vec![
+            Box::new(|c| c.id.clear()),
+            Box::new(|c| c.id = "x".repeat(129)),
+            Box::new(|c| c.id = "has space".into()),
+            Box::new(|c| c.arms.clear()),
+            Box::new(|c| c.arms[1].id = "a".into()),
+            Box::new(|c| c.default_reward = f64::NAN),
+            Box::new(|c| c.default_reward = 1.5),
+            Box::new(|c| c.reward_timeout_seconds = 0),
+            Box::new(|c| {
+                c.policy = PolicySpec::Thompson {
+                    prior_alpha: -1.0,
+                    prior_beta: 1.0,
+                    segment_prior_strength: 1.0,
+                }
+            }),
+            Box::new(|c| {
+                c.policy = PolicySpec::Thompson {
+                    prior_alpha: 1.0,
+                    prior_beta: f64::INFINITY,
+                    segment_prior_strength: 1.0,
+                }
+            }),
+        ];
+        for (i, mutate) in bad.iter().enumerate() {
+            let mut c = spec();
+            mutate(&mut c);
+            assert!(
+                matches!(c.validate(), Err(crate::Error::InvalidArgument(_))),
+                "case {i}"
+            );
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Command line → validated configuration.
+//!
+//! Flags are parsed into raw arguments by clap (each also settable from a
+//! `BANDITD_*` environment variable), then validated into a ready-to-use
+//! [`ServeConfig`] before anything runs: a bad setting fails before any port
+//! is bound, with a message naming the setting (exit code 64).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Exit code for a bad configuration or usage (EX_USAGE).
+pub const EXIT_USAGE: i32 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "banditd",
+    version,
+    about = "A decision daemon for marketing campaigns: Thompson sampling per segment, persisted in sled, served over gRPC."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Serve(ServeArgs),
+    /// Manage campaigns on a running daemon.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
+    /// Print a campaign's per-segment statistics as a table.
+    Stats {
+        campaign_id: String,
+        /// Only this segment.
+        #[arg(long, default_value = "")]
+        segment: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Ask a running daemon for a decision (for trying things out).
+    Choose {
+        campaign_id: String,
+        #[arg(long, default_value = "")]
+        segment: String,
+        /// Caller-chosen decision id (idempotency key).
+        #[arg(long, default_value = "")]
+        decision_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Report the outcome of a decision to a running daemon.
+    Reward {
+        decision_id: String,
+        value: f64,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CampaignCommand {
+    /// Create a campaign from a TOML file (see campaigns/*.toml).
+    Create {
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List campaigns.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show one campaign.
+    Show {
+        campaign_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a campaign and everything it learned.
+    Delete {
+        campaign_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which daemon a client subcommand talks to.
+#[derive(Debug, Args, Clone)]
+pub struct Target {
+    #[arg(long, env = "BANDITD_TARGET", default_value = "http://127.0.0.1:50051")]
+    pub target: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Durability {
+    /// Acknowledge once written to sled; fsync in the background every flush interval.
+    Default,
+    /// Group-commit (flush + fdatasync) before acknowledging.
+    Strict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Raw `serve` flags, as parsed.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BANDITD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: String,
+    /// Directory of the sled database (created if missing).
+    #[arg(long, env = "BANDITD_DATA_DIR", default_value = "./banditd-data")]
+    pub data_dir: PathBuf,
+    /// Background fsync interval in milliseconds (1..=60000).
+    #[arg(long, env = "BANDITD_FLUSH_INTERVAL_MS", default_value_t = 200)]
+    pub flush_interval_ms: u64,
+    /// `default` or `strict`.
+    #[arg(long, env = "BANDITD_DURABILITY", value_enum, default_value_t = Durability::Default)]
+    pub durability: Durability,
+    /// sled page cache in MiB (1..=65536).
+    #[arg(long, env = "BANDITD_CACHE_MB", default_value_t = 128)]
+    pub cache_mb: u64,
+    /// How often overdue decisions are expired, in milliseconds (10..=60000).
+    #[arg(long, env = "BANDITD_EXPIRY_INTERVAL_MS", default_value_t = 200)]
+    pub expiry_interval_ms: u64,
+    /// Seed for the policies' random numbers (reproducible runs); random if unset.
+    #[arg(long, env = "BANDITD_SEED")]
+    pub seed: Option<u64>,
+    /// `text` or `json` logs (filter with RUST_LOG).
+    #[arg(long, env = "BANDITD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// A validated daemon configuration.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub flush_interval: Duration,
+    pub durability: Durability,
+    pub cache_bytes: u64,
+    pub expiry_interval: Duration,
+    pub seed: Option<u64>,
+    pub log_format: LogFormat,
+}
+
+/// A configuration problem, naming the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {why}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub why: String,
+}
+
+fn bad(setting: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        why: why.into(),
+    }
+}
+
+impl TryFrom<ServeArgs> for ServeConfig {
+    type Error = ConfigError;
+    fn try_from(a: ServeArgs) -> Result<Self, ConfigError> {
+        let listen: SocketAddr = a.listen.parse().map_err(|e| {
+            bad(
+                "--listen (BANDITD_LISTEN)",
+                format!("{:?} is not an address like 127.0.0.1:50051: {e}", a.listen),
+            )
+        })?;
+        if !(1..=60_000).contains(&a.flush_interval_ms) {
+            return Err(bad(
+                "--flush-interval-ms (BANDITD_FLUSH_INTERVAL_MS)",
+                format!("must be in 1..=60000, got {}", a.flush_interval_ms),
+            ));
+        }
+        if !(1..=65_536).contains(&a.cache_mb) {
+            return Err(bad(
+                "--cache-mb (BANDITD_CACHE_MB)",
+                format!("must be in 1..=65536, got {}", a.cache_mb),
+            ));
+        }
+        if !(10..=60_000).contains(&a.expiry_interval_ms) {
+            return Err(bad(
+                "--expiry-interval-ms (BANDITD_EXPIRY_INTERVAL_MS)",
+                format!("must be in 10..=60000, got {}", a.expiry_interval_ms),
+            ));
+        }
+        if a.data_dir.as_os_str().is_empty() {
+            return Err(bad("--data-dir (BANDITD_DATA_DIR)", "must not be empty"));
+        }
+        if a.data_dir.exists() && !a.data_dir.is_dir() {
+            return Err(bad(
+                "--data-dir (BANDITD_DATA_DIR)",
+                format!("{} exists and is not a directory", a.data_dir.display()),
+            ));
+        }
+        Ok(ServeConfig {
+            listen,
+            data_dir: a.data_dir,
+            flush_interval: Duration::from_millis(a.flush_interval_ms),
+            durability: a.durability,
+            cache_bytes: a.cache_mb * 1024 * 1024,
+            expiry_interval: Duration::from_millis(a.expiry_interval_ms),
+            seed: a.seed,
+            log_format: a.log_format,
+        })
+    }
+}

@@ -1,0 +1,61 @@
+//! The decision index: decision id → where the decision stands.
+//!
+//! `Reward` carries only a decision id, so this index is global; it is split
+//! into [`SHARDS`] independently locked shards so that no single lock is
+//! shared by all campaigns. Lock order: a campaign's state lock is taken
+//! *before* a shard lock, never the other way round.
+
+use super::state::CampaignCell;
+use crate::store::DecisionStatus;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+/// Number of independently locked shards.
+pub const SHARDS: usize = 64;
+
+/// One decision, in memory.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub campaign: Arc<CampaignCell>,
+    pub segment: Arc<str>,
+    pub arm: u32,
+    pub propensity: f64,
+    pub created_ms: u64,
+    pub deadline_ms: u64,
+    pub status: DecisionStatus,
+}
+
+#[derive(Debug)]
+pub struct DecisionIndex {
+    /// Each shard's mutex guards only its own map; see the module doc for
+    /// the lock order.
+    shards: Box<[Mutex<HashMap<Arc<str>, Decision>>]>,
+    hasher: RandomState,
+}
+
+impl Default for DecisionIndex {
+    fn default() -> Self {
+        DecisionIndex {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl DecisionIndex {
+    pub fn shard(&self, id: &str) -> &Mutex<HashMap<Arc<str>, Decision>> {
+        let h = self.hasher.hash_one(id) as usize;
+        &self.shards[h % SHARDS]
+    }
+
+    /// A copy of the decision, if known.
+    pub fn get(&self, id: &str) -> Option<Decision> {
+        self.shard(id).lock().get(id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+}

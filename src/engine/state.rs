@@ -1,0 +1,261 @@
+//! One campaign's in-memory state: its definition, its per-segment arm
+//! statistics, its queues of decisions by deadline, its RNG and its cached
+//! propensity estimates.
+//!
+//! Everything here is guarded by the campaign's own mutex
+//! ([`CampaignCell::state`]); no method does I/O. The engine (`mod.rs`)
+//! decides when to persist what these methods compute.
+
+use crate::campaign::{CampaignSpec, PolicySpec};
+use crate::policy::thompson::{self, ArmCounts, BetaParams, ThompsonPrior, PROPENSITY_DRAWS};
+use crate::policy::uniform_choice;
+use parking_lot::Mutex;
+use rand::rngs::SmallRng;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// A campaign shared between the engine's map, the decision index and
+/// in-flight requests.
+#[derive(Debug)]
+pub struct CampaignCell {
+    pub id: Arc<str>,
+    /// Guards all of the campaign's mutable state. Held only for in-memory
+    /// work and the store write that must be ordered with it; never across
+    /// an `.await`.
+    pub state: Mutex<CampaignState>,
+}
+
+/// Statistics of one arm in one segment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ArmTally {
+    /// Resolved outcomes (persisted).
+    pub counts: ArmCounts,
+    /// Decisions waiting for their reward (rebuilt from pending decisions).
+    pub pending: u64,
+}
+
+/// A cached propensity estimate for one segment and when it was made.
+#[derive(Debug, Clone)]
+struct PropensityCache {
+    /// P(best) per arm index; 0 for retired arms.
+    probs: Vec<f64>,
+    own_n: u64,
+    others_n: u64,
+    arms_version: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Segment {
+    pub arms: Vec<ArmTally>,
+    cache: Option<PropensityCache>,
+}
+
+impl Segment {
+    fn total_n(&self) -> u64 {
+        self.arms.iter().map(|a| a.counts.n).sum()
+    }
+}
+
+#[derive(Debug)]
+pub struct CampaignState {
+    pub spec: CampaignSpec,
+    pub rng: SmallRng,
+    /// Per arm: the sum over all segments (the campaign-wide posterior).
+    pub aggregate: Vec<ArmTally>,
+    /// Segment name → its own statistics; "" holds segment-less decisions.
+    pub segments: HashMap<Box<str>, Segment>,
+    /// Decisions (pending or resolved) in deadline order.
+    pub deadlines: VecDeque<(u64, Arc<str>)>,
+    /// Resolved decisions past their deadline, in the order they are forgotten.
+    pub retention: VecDeque<(u64, Arc<str>)>,
+    /// Bumped when arms are added or retired (invalidates propensity caches).
+    pub arms_version: u32,
+    /// Reused buffers for one decision (no allocation on the hot path).
+    scratch_posteriors: Vec<BetaParams>,
+    scratch_arms: Vec<usize>,
+}
+
+/// What `choose` decided.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pick {
+    pub arm: usize,
+    pub propensity: f64,
+}
+
+impl CampaignState {
+    pub fn new(spec: CampaignSpec, rng: SmallRng) -> Self {
+        let arms = spec.arms.len();
+        CampaignState {
+            spec,
+            rng,
+            aggregate: vec![ArmTally::default(); arms],
+            segments: HashMap::new(),
+            deadlines: VecDeque::new(),
+            retention: VecDeque::new(),
+            arms_version: 0,
+            scratch_posteriors: Vec::new(),
+            scratch_arms: Vec::new(),
+        }
+    }
+
+    fn prior(&self) -> Option<ThompsonPrior> {
+        match self.spec.policy {
+            PolicySpec::Thompson {
+                prior_alpha,
+                prior_beta,
+                segment_prior_strength,
+            } => Some(ThompsonPrior {
+                alpha: prior_alpha,
+                beta: prior_beta,
+                pooling: segment_prior_strength,
+            }),
+            PolicySpec::Uniform => None,
+        }
+    }
+
+    /// The segment's statistics, created (and widened to all arms) on demand.
+    pub fn segment_mut(&mut self, name: &str) -> &mut Segment {
+        let arms = self.spec.arms.len();
+        if !self.segments.contains_key(name) {
+            self.segments.insert(name.into(), Segment::default());
+        }
+        let seg = self
+            .segments
+            .get_mut(name)
+            .unwrap_or_else(|| unreachable!("inserted above"));
+        if seg.arms.len() < arms {
+            seg.arms.resize(arms, ArmTally::default());
+        }
+        seg
+    }
+
+    /// The posterior of `arm` as seen from `segment` ("" = campaign-wide).
+    pub fn posterior(
+        &self,
+        prior: &ThompsonPrior,
+        segment: Option<&Segment>,
+        arm: usize,
+    ) -> BetaParams {
+        let all = self.aggregate[arm].counts;
+        match segment {
+            None => prior.posterior(&all, None),
+            Some(seg) => {
+                let own = seg.arms.get(arm).map(|a| a.counts).unwrap_or_default();
+                prior.posterior(&own, Some(&all.minus(&own)))
+            }
+        }
+    }
+
+    /// Picks an arm for `segment` (which must exist, see [`Self::segment_mut`]).
+    pub fn choose(&mut self, segment: &str) -> Pick {
+        self.scratch_arms.clear();
+        self.scratch_arms.extend(self.spec.active_arms());
+        debug_assert!(
+            !self.scratch_arms.is_empty(),
+            "validation keeps one active arm"
+        );
+        let Some(prior) = self.prior() else {
+            let (i, propensity) = uniform_choice(self.scratch_arms.len(), &mut self.rng);
+            return Pick {
+                arm: self.scratch_arms[i],
+                propensity,
+            };
+        };
+        let mut posts = std::mem::take(&mut self.scratch_posteriors);
+        posts.clear();
+        let seg = if segment.is_empty() {
+            None
+        } else {
+            self.segments.get(segment)
+        };
+        posts.extend(
+            self.scratch_arms
+                .iter()
+                .map(|&a| self.posterior(&prior, seg, a)),
+        );
+        let i = thompson::sample_argmax(&posts, &mut self.rng);
+        let arm = self.scratch_arms[i];
+        let propensity = self.propensity(segment, &posts, arm);
+        self.scratch_posteriors = posts;
+        Pick { arm, propensity }
+    }
+
+    /// The cached P(best) of `arm` in `segment`, refreshed when the posterior
+    /// has moved: the segment's own outcomes grew by 5% (at least one), the
+    /// other segments' by 10%, or arms changed. Between refreshes the
+    /// estimate is at most that stale; the refresh costs `PROPENSITY_DRAWS`
+    /// joint draws, so its amortised cost falls as data accumulates.
+    fn propensity(&mut self, segment: &str, posts: &[BetaParams], arm: usize) -> f64 {
+        let total: u64 = self.aggregate.iter().map(|a| a.counts.n).sum();
+        let version = self.arms_version;
+        let seg = self.segment_mut(segment);
+        let own_n = if segment.is_empty() {
+            total
+        } else {
+            seg.total_n()
+        };
+        let others_n = total - own_n.min(total);
+        let fresh = seg.cache.as_ref().is_some_and(|c| {
+            c.arms_version == version
+                && own_n < c.own_n + (c.own_n / 20).max(1)
+                && others_n < c.others_n + (c.others_n / 10).max(1)
+        });
+        if !fresh {
+            let probs = thompson::prob_best(posts, PROPENSITY_DRAWS, &mut self.rng);
+            let mut by_arm = vec![0.0; self.spec.arms.len()];
+            for (&a, p) in self.scratch_arms.iter().zip(probs) {
+                by_arm[a] = p;
+            }
+            let seg = self.segment_mut(segment);
+            seg.cache = Some(PropensityCache {
+                probs: by_arm,
+                own_n,
+                others_n,
+                arms_version: version,
+            });
+        }
+        let seg = self.segment_mut(segment);
+        seg.cache
+            .as_ref()
+            .and_then(|c| c.probs.get(arm).copied())
+            .unwrap_or(1.0)
+    }
+
+    /// The counts `arm` in `segment` would have after learning `reward`.
+    pub fn counts_after(&mut self, segment: &str, arm: usize, reward: f64) -> ArmCounts {
+        let mut c = self.segment_mut(segment).arms[arm].counts;
+        c.add(reward);
+        c
+    }
+
+    /// Commits an outcome computed by [`Self::counts_after`] (after the store accepted it).
+    pub fn learn(&mut self, segment: &str, arm: usize, counts: ArmCounts, reward: f64) {
+        let seg = self.segment_mut(segment);
+        seg.arms[arm].counts = counts;
+        seg.arms[arm].pending = seg.arms[arm].pending.saturating_sub(1);
+        self.aggregate[arm].counts.add(reward);
+        self.aggregate[arm].pending = self.aggregate[arm].pending.saturating_sub(1);
+    }
+
+    /// Counts one more pending decision.
+    pub fn add_pending(&mut self, segment: &str, arm: usize) {
+        self.segment_mut(segment).arms[arm].pending += 1;
+        self.aggregate[arm].pending += 1;
+    }
+
+    /// Widens the statistics after arms were added to the spec.
+    pub fn arms_changed(&mut self) {
+        self.aggregate
+            .resize(self.spec.arms.len(), ArmTally::default());
+        self.arms_version = self.arms_version.wrapping_add(1);
+    }
+
+    /// Thompson prior used for stats (uniform campaigns report a Beta(1,1) posterior).
+    pub fn stats_prior(&self) -> ThompsonPrior {
+        self.prior().unwrap_or(ThompsonPrior {
+            alpha: 1.0,
+            beta: 1.0,
+            pooling: 0.0,
+        })
+    }
+}

@@ -1,0 +1,139 @@
+//! Per-segment reports a marketer can read: pulls, reward sum, posterior
+//! mean, 95% credible interval and probability of being the best arm.
+//!
+//! The counts are copied under the campaign lock; the interval and the
+//! Monte Carlo probability-best are computed after it is released, with a
+//! fixed seed so the same state always gives the same report.
+
+use super::Engine;
+use crate::campaign::validate_segment;
+use crate::error::Result;
+use crate::policy::beta::credible_interval_95;
+use crate::policy::thompson::{prob_best, BetaParams};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+/// Joint draws for the campaign-wide probability-best.
+const CAMPAIGN_DRAWS: u32 = 20_000;
+/// Joint draws per named segment (reports may list many).
+const SEGMENT_DRAWS: u32 = 4_000;
+
+/// One arm's line in a report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArmReport {
+    pub arm_id: String,
+    pub pulls: u64,
+    pub pending: u64,
+    pub reward_sum: f64,
+    pub mean: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub prob_best: f64,
+    pub retired: bool,
+}
+
+/// All arms of one segment; segment "" is the campaign-wide aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentReport {
+    pub segment: String,
+    pub arms: Vec<ArmReport>,
+}
+
+struct Row {
+    segment: String,
+    posteriors: Vec<BetaParams>,
+    tallies: Vec<(u64, u64, f64)>,
+}
+
+impl Engine {
+    /// Statistics of a campaign: the campaign-wide aggregate first, then each
+    /// segment by name; or only `segment` when it is not empty.
+    pub fn stats(&self, campaign_id: &str, segment: &str) -> Result<Vec<SegmentReport>> {
+        validate_segment(segment)?;
+        let cell = self.campaign(campaign_id)?;
+        let (rows, arms) = {
+            let st = cell.state.lock();
+            let prior = st.stats_prior();
+            let mut rows = Vec::new();
+            let mut push = |name: &str, seg: Option<&super::state::Segment>| {
+                let n = st.spec.arms.len();
+                let tallies = (0..n)
+                    .map(|a| {
+                        let t = match seg {
+                            None => st.aggregate[a],
+                            Some(s) => s.arms.get(a).copied().unwrap_or_default(),
+                        };
+                        (t.counts.n, t.pending, t.counts.sum)
+                    })
+                    .collect();
+                let posteriors = (0..n).map(|a| st.posterior(&prior, seg, a)).collect();
+                rows.push(Row {
+                    segment: name.to_string(),
+                    posteriors,
+                    tallies,
+                });
+            };
+            if segment.is_empty() {
+                push("", None);
+                let mut names: Vec<&str> = st
+                    .segments
+                    .keys()
+                    .map(|k| &**k)
+                    .filter(|k| !k.is_empty())
+                    .collect();
+                names.sort_unstable();
+                for name in names {
+                    push(name, st.segments.get(name));
+                }
+            } else if let Some(seg) = st.segments.get(segment) {
+                push(segment, Some(seg));
+            } else {
+                push(segment, Some(&super::state::Segment::default()));
+            }
+            (rows, st.spec.arms.clone())
+        };
+        let mut rng = SmallRng::seed_from_u64(0x5747_5354);
+        let active: Vec<usize> = (0..arms.len()).filter(|&a| !arms[a].retired).collect();
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let draws = if row.segment.is_empty() {
+                    CAMPAIGN_DRAWS
+                } else {
+                    SEGMENT_DRAWS
+                };
+                let active_posts: Vec<BetaParams> =
+                    active.iter().map(|&a| row.posteriors[a]).collect();
+                let pb = prob_best(&active_posts, draws, &mut rng);
+                let mut best = vec![0.0; arms.len()];
+                for (&a, p) in active.iter().zip(pb) {
+                    best[a] = p;
+                }
+                let arms = arms
+                    .iter()
+                    .enumerate()
+                    .map(|(a, spec)| {
+                        let (n, pending, sum) = row.tallies[a];
+                        let post = row.posteriors[a];
+                        let (ci_low, ci_high) = credible_interval_95(post.alpha, post.beta);
+                        ArmReport {
+                            arm_id: spec.id.clone(),
+                            pulls: n + pending,
+                            pending,
+                            reward_sum: sum,
+                            mean: post.mean(),
+                            ci_low,
+                            ci_high,
+                            prob_best: best[a],
+                            retired: spec.retired,
+                        }
+                    })
+                    .collect();
+                SegmentReport {
+                    segment: row.segment,
+                    arms,
+                }
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,36 @@
+//! banditd: a self-hosted decision daemon for marketing campaigns.
+//!
+//! An ad server asks which offer to show a customer (`Choose`) and later says
+//! what happened (`Reward`). banditd learns online, per customer segment,
+//! with Thompson sampling, keeps what it learned in sled, and serves it all
+//! over gRPC.
+//!
+//! # Layout
+//!
+//! - [`policy`]: pure, seedable decision math (Beta posteriors, Thompson
+//!   sampling with segment pooling, uniform split). No I/O, no clocks.
+//! - [`campaign`]: campaign definitions, defaults, limits and validation.
+//! - [`engine`]: campaigns in memory, pending decisions and the rules
+//!   (idempotency, reward timeout and default reward, reward ranges). The
+//!   gRPC layer and the simulator both drive it.
+//! - [`store`]: the persistence seam: sled (default) and in-memory stores,
+//!   group commit for strict durability.
+//! - [`api`]: generated protobuf types, request/response conversions, the
+//!   two v1 services, the one mapping from [`Error`] to gRPC status, and the
+//!   server (`api::server::run`).
+//! - [`config`]: command-line flags → validated daemon configuration.
+//! - [`cli`]: operator subcommands that talk to a running daemon.
+//! - [`error`]: the crate's error types.
+//!
+//! Data flows one way: api → engine → policy, and engine → store.
+
+pub mod api;
+pub mod campaign;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod policy;
+pub mod store;
+
+pub use error::{Error, Result};
