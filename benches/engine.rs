@@ -1,1 +1,114 @@
-fn main() {}
+//! In-process budgets: Thompson `Choose` (10 arms) ≤ 1 µs, and `Reward`.
+//!
+//! `policy/*` is the pure sampling math; `engine/*` is the whole engine call
+//! (validation, segment lookup, propensity cache, decision index, store
+//! write) with the in-memory store and with sled.
+
+use banditd::campaign::{ArmSpec, CampaignSpec, PolicySpec};
+use banditd::engine::{ChooseRequest, Clock, Engine, EngineOptions};
+use banditd::policy::thompson::{sample_argmax, BetaParams};
+use banditd::store::{MemoryStore, SledOptions, SledStore, Store};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+fn campaign() -> CampaignSpec {
+    CampaignSpec {
+        id: "bench".into(),
+        arms: (0..10)
+            .map(|i| ArmSpec {
+                id: format!("offer-{i}"),
+                retired: false,
+            })
+            .collect(),
+        policy: PolicySpec::thompson_default(),
+        reward_timeout_seconds: 1,
+        default_reward: 0.0,
+    }
+}
+
+fn policy(c: &mut Criterion) {
+    let posts: Vec<BetaParams> = (0..10)
+        .map(|i| BetaParams {
+            alpha: 10.0 + f64::from(i),
+            beta: 500.0,
+        })
+        .collect();
+    let mut rng = SmallRng::seed_from_u64(1);
+    c.bench_function("policy/thompson_sample_10_arms", |b| {
+        b.iter(|| sample_argmax(black_box(&posts), &mut rng))
+    });
+}
+
+/// Choose and reward through the engine; the manual clock moves 1 ms per
+/// decision and the expiry sweep runs every 1000 decisions, so the state
+/// stays at steady size (as in a running daemon).
+fn engine_with(c: &mut Criterion, name: &str, store: Arc<dyn Store>) {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let engine = Engine::open(
+        store,
+        EngineOptions {
+            seed: Some(7),
+            clock: Clock::Manual(clock.clone()),
+        },
+    )
+    .expect("engine");
+    engine.create_campaign(campaign()).expect("create");
+    let req = ChooseRequest {
+        campaign_id: "bench".into(),
+        segment: "returning-customers".into(),
+        ..ChooseRequest::default()
+    };
+    // Warm the posteriors so propensity refreshes are rare, as in steady state.
+    for i in 0..20_000u32 {
+        let d = engine.choose(&req).expect("choose");
+        engine
+            .reward(&d.decision_id, f64::from(i % 20 == 0))
+            .expect("reward");
+    }
+    let mut n = 0u64;
+    c.bench_function(&format!("engine/{name}/choose_10_arms"), |b| {
+        b.iter(|| {
+            n += 1;
+            if n % 1000 == 0 {
+                clock.fetch_add(1000, Ordering::Relaxed);
+                engine.expire_due().expect("sweep");
+            }
+            engine.choose(black_box(&req)).expect("choose")
+        })
+    });
+    let mut i = 0u32;
+    c.bench_function(&format!("engine/{name}/choose_and_reward_10_arms"), |b| {
+        b.iter(|| {
+            i += 1;
+            if i % 1000 == 0 {
+                clock.fetch_add(1000, Ordering::Relaxed);
+                engine.expire_due().expect("sweep");
+            }
+            let d = engine.choose(&req).expect("choose");
+            engine
+                .reward(&d.decision_id, f64::from(i % 20 == 0))
+                .expect("reward")
+        })
+    });
+}
+
+fn engine_memory(c: &mut Criterion) {
+    engine_with(c, "memory", Arc::new(MemoryStore::new()));
+}
+
+fn engine_sled(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(&SledOptions {
+        path: dir.path().to_path_buf(),
+        flush_every_ms: 200,
+        cache_bytes: 64 << 20,
+    })
+    .expect("sled");
+    engine_with(c, "sled", Arc::new(store));
+}
+
+criterion_group!(benches, policy, engine_memory, engine_sled);
+criterion_main!(benches);

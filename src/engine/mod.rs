@@ -606,3 +606,6 @@ fn record(id: &str, d: &Decision) -> DecisionRecord {
         status: d.status,
     }
 }
+
+#[cfg(test)]
+mod tests;

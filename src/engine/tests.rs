@@ -1,0 +1,181 @@
+//! Engine rules under a manual clock: expiry exactly once, retention,
+//! reload from the store, determinism.
+
+use super::*;
+use crate::campaign::PolicySpec;
+use crate::store::MemoryStore;
+
+fn spec(id: &str, arms: usize, timeout_s: u32, default_reward: f64) -> CampaignSpec {
+    CampaignSpec {
+        id: id.into(),
+        arms: (0..arms)
+            .map(|i| ArmSpec {
+                id: format!("arm{i}"),
+                retired: false,
+            })
+            .collect(),
+        policy: PolicySpec::thompson_default(),
+        reward_timeout_seconds: timeout_s,
+        default_reward,
+    }
+}
+
+fn engine(store: Arc<MemoryStore>, clock: &Arc<AtomicU64>, seed: u64) -> Engine {
+    Engine::open(
+        store,
+        EngineOptions {
+            seed: Some(seed),
+            clock: Clock::Manual(clock.clone()),
+        },
+    )
+    .expect("engine")
+}
+
+fn req(campaign: &str, segment: &str) -> ChooseRequest {
+    ChooseRequest {
+        campaign_id: campaign.into(),
+        segment: segment.into(),
+        ..ChooseRequest::default()
+    }
+}
+
+fn totals(e: &Engine, id: &str) -> (u64, u64, f64) {
+    let s = e.stats(id, "").expect("stats");
+    s[0].arms.iter().fold((0, 0, 0.0), |(p, q, r), a| {
+        (p + a.pulls, q + a.pending, r + a.reward_sum)
+    })
+}
+
+// The default reward is learned once at the deadline, however often the
+// sweep runs, and a late reward is FAILED_PRECONDITION.
+#[test]
+fn expiry_applies_default_reward_exactly_once() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let e = engine(Arc::new(MemoryStore::new()), &clock, 1);
+    e.create_campaign(spec("c", 2, 10, 1.0)).expect("create");
+    let d = e.choose(&req("c", "s")).expect("choose");
+    clock.store(1_000_000 + 10_000, Ordering::Relaxed);
+    assert_eq!(e.expire_due().expect("sweep"), 0, "not before the deadline");
+    clock.store(1_000_000 + 10_001, Ordering::Relaxed);
+    assert_eq!(e.expire_due().expect("sweep"), 1);
+    assert_eq!(e.expire_due().expect("sweep"), 0);
+    assert_eq!(totals(&e, "c"), (1, 0, 1.0));
+    assert!(matches!(
+        e.reward(&d.decision_id, 0.0),
+        Err(Error::FailedPrecondition(_))
+    ));
+    assert_eq!(totals(&e, "c"), (1, 0, 1.0));
+}
+
+// A reward arriving after the deadline but before the sweep also expires the
+// decision (default reward) instead of learning the late value.
+#[test]
+fn late_reward_before_sweep_is_rejected_and_default_learned() {
+    let clock = Arc::new(AtomicU64::new(5_000));
+    let e = engine(Arc::new(MemoryStore::new()), &clock, 2);
+    e.create_campaign(spec("c", 2, 1, 0.0)).expect("create");
+    let d = e.choose(&req("c", "")).expect("choose");
+    clock.store(7_000, Ordering::Relaxed);
+    assert!(matches!(
+        e.reward(&d.decision_id, 1.0),
+        Err(Error::FailedPrecondition(_))
+    ));
+    assert_eq!(totals(&e, "c"), (1, 0, 0.0));
+    assert_eq!(e.expire_due().expect("sweep"), 0, "already resolved");
+}
+
+// Resolved decisions are remembered for one more timeout, then forgotten
+// (memory and store stay bounded).
+#[test]
+fn resolved_decisions_are_forgotten_after_retention() {
+    let clock = Arc::new(AtomicU64::new(0));
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), &clock, 3);
+    e.create_campaign(spec("c", 2, 10, 0.0)).expect("create");
+    let d = e.choose(&req("c", "")).expect("choose");
+    e.reward(&d.decision_id, 1.0).expect("reward");
+    clock.store(15_000, Ordering::Relaxed);
+    e.expire_due().expect("sweep");
+    assert_eq!(
+        e.reward(&d.decision_id, 1.0).expect("dup"),
+        RewardOutcome::Duplicate
+    );
+    clock.store(20_001, Ordering::Relaxed);
+    e.expire_due().expect("sweep");
+    assert!(matches!(
+        e.reward(&d.decision_id, 1.0),
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(e.decision_count(), 0);
+    assert!(store.load().expect("load").decisions.is_empty());
+    assert_eq!(totals(&e, "c"), (1, 0, 1.0));
+}
+
+// An engine reopened over the same store has the same statistics and
+// pending decisions, and expires them after the restart.
+#[test]
+fn reopened_engine_resumes_state() {
+    let clock = Arc::new(AtomicU64::new(0));
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), &clock, 4);
+    e.create_campaign(spec("c", 3, 10, 0.0)).expect("create");
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let d = e
+            .choose(&req("c", if i % 2 == 0 { "a" } else { "b" }))
+            .expect("choose");
+        if i % 3 == 0 {
+            e.reward(&d.decision_id, 1.0).expect("reward");
+        }
+        ids.push(d.decision_id);
+    }
+    let before = e.stats("c", "").expect("stats");
+    drop(e);
+    let e = engine(store, &clock, 4);
+    assert_eq!(e.stats("c", "").expect("stats"), before);
+    assert_eq!(
+        e.reward(&ids[0], 1.0).expect("dup"),
+        RewardOutcome::Duplicate
+    );
+    clock.store(10_001, Ordering::Relaxed);
+    assert_eq!(e.expire_due().expect("sweep"), 20);
+    assert_eq!(totals(&e, "c"), (30, 0, 10.0));
+}
+
+// The same seed gives the same decisions.
+#[test]
+fn same_seed_same_decisions() {
+    let run = |seed| {
+        let clock = Arc::new(AtomicU64::new(0));
+        let e = engine(Arc::new(MemoryStore::new()), &clock, seed);
+        e.create_campaign(spec("c", 5, 10, 0.0)).expect("create");
+        (0..100)
+            .map(|i| {
+                let d = e.choose(&req("c", "s")).expect("choose");
+                e.reward(&d.decision_id, f64::from(i % 2)).expect("reward");
+                d.arm_id
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(9), run(9));
+    assert_ne!(run(9), run(10));
+}
+
+// Uniform campaigns split evenly with exact propensity 1/K.
+#[test]
+fn uniform_split_is_even_with_exact_propensity() {
+    let clock = Arc::new(AtomicU64::new(0));
+    let e = engine(Arc::new(MemoryStore::new()), &clock, 5);
+    let mut s = spec("ab", 4, 10, 0.0);
+    s.policy = PolicySpec::Uniform;
+    e.create_campaign(s).expect("create");
+    let mut counts = HashMap::new();
+    for _ in 0..8000 {
+        let d = e.choose(&req("ab", "")).expect("choose");
+        assert_eq!(d.propensity, 0.25);
+        *counts.entry(d.arm_id).or_insert(0u32) += 1;
+    }
+    for (arm, n) in counts {
+        assert!((1800..=2200).contains(&n), "{arm}: {n}");
+    }
+}

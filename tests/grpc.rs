@@ -1,0 +1,632 @@
+//! Black-box tests of the v1 gRPC contract against a real server on
+//! 127.0.0.1:0 with a temporary sled directory.
+
+mod common;
+
+use banditd::api::pb;
+use common::*;
+use std::collections::HashMap;
+use std::time::Duration;
+use tonic::Code;
+
+// Create → choose → reward → stats round trip, with the reply fields filled in.
+#[tokio::test]
+async fn round_trip_choose_reward_stats() {
+    let server = TestServer::start(1).await;
+    let mut admin = server.campaigns().await;
+    let mut bandit = server.bandit().await;
+    let created = create(&mut admin, thompson("spring", &["a", "b", "c"], 60)).await;
+    assert_eq!(created.arms.len(), 3);
+    let got = admin
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: "spring".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got, created);
+
+    let choice = bandit
+        .choose(choose_req("spring", "vip"))
+        .await
+        .expect("choose")
+        .into_inner();
+    assert!(!choice.decision_id.is_empty());
+    assert!(["a", "b", "c"].contains(&choice.arm_id.as_str()));
+    assert!(choice.propensity > 0.0 && choice.propensity <= 1.0);
+    // Three arms with equal posteriors: each is best with probability about 1/3.
+    assert!(
+        (choice.propensity - 1.0 / 3.0).abs() < 0.06,
+        "{}",
+        choice.propensity
+    );
+
+    let r = bandit
+        .reward(pb::RewardRequest {
+            decision_id: choice.decision_id.clone(),
+            value: 1.0,
+        })
+        .await
+        .expect("reward")
+        .into_inner();
+    assert!(!r.duplicate);
+
+    let s = stats(&mut admin, "spring", "").await;
+    let all = arm(&s, "", &choice.arm_id);
+    assert_eq!((all.pulls, all.pending), (1, 0));
+    assert_eq!(all.reward_sum, 1.0);
+    assert!((all.mean - 2.0 / 3.0).abs() < 1e-9);
+    assert!(all.ci_low < all.mean && all.mean < all.ci_high);
+    let vip = arm(&s, "vip", &choice.arm_id);
+    assert_eq!(vip.pulls, 1);
+    let total_best: f64 = s.segments[0].arms.iter().map(|a| a.prob_best).sum();
+    assert!((total_best - 1.0).abs() < 1e-9);
+
+    let list = admin
+        .list_campaigns(pb::ListCampaignsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(list.campaigns.len(), 1);
+    server.stop().await;
+}
+
+// A repeated Reward is a no-op reported as duplicate; a repeated Choose with
+// the caller's decision id returns the same answer and counts once.
+#[tokio::test]
+async fn retries_are_safe() {
+    let server = TestServer::start(2).await;
+    let mut admin = server.campaigns().await;
+    let mut bandit = server.bandit().await;
+    create(&mut admin, thompson("retry", &["a", "b", "c", "d"], 60)).await;
+    let mut req = choose_req("retry", "s1");
+    req.decision_id = "impression-42".into();
+    let first = bandit
+        .choose(req.clone())
+        .await
+        .expect("choose")
+        .into_inner();
+    for _ in 0..5 {
+        let again = bandit
+            .choose(req.clone())
+            .await
+            .expect("choose again")
+            .into_inner();
+        assert_eq!(again, first);
+    }
+    let reward = pb::RewardRequest {
+        decision_id: "impression-42".into(),
+        value: 0.5,
+    };
+    assert!(
+        !bandit
+            .reward(reward.clone())
+            .await
+            .expect("reward")
+            .into_inner()
+            .duplicate
+    );
+    for _ in 0..3 {
+        assert!(
+            bandit
+                .reward(reward.clone())
+                .await
+                .expect("again")
+                .into_inner()
+                .duplicate
+        );
+    }
+    // Still the same answer after it was rewarded.
+    assert_eq!(
+        bandit
+            .choose(req.clone())
+            .await
+            .expect("choose")
+            .into_inner(),
+        first
+    );
+    let s = stats(&mut admin, "retry", "").await;
+    let a = arm(&s, "", &first.arm_id);
+    assert_eq!((a.pulls, a.reward_sum), (1, 0.5));
+    // The same id for another segment is a conflict, not a silent reuse.
+    req.segment = "s2".into();
+    let err = bandit.choose(req).await.expect_err("reused id");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    server.stop().await;
+}
+
+// Every kind of bad input gets its documented status and changes nothing.
+#[tokio::test]
+async fn bad_input_gets_the_right_status_and_changes_nothing() {
+    let server = TestServer::start(3).await;
+    let mut admin = server.campaigns().await;
+    let mut bandit = server.bandit().await;
+    create(&mut admin, thompson("c", &["a", "b"], 60)).await;
+    let ok = bandit
+        .choose(choose_req("c", ""))
+        .await
+        .expect("choose")
+        .into_inner();
+
+    let create_err = |c: pb::Campaign| {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .create_campaign(pb::CreateCampaignRequest { campaign: Some(c) })
+                .await
+                .expect_err("must fail")
+                .code()
+        }
+    };
+    assert_eq!(
+        create_err(thompson("c", &["a"], 60)).await,
+        Code::AlreadyExists
+    );
+    assert_eq!(
+        create_err(thompson("", &["a"], 60)).await,
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        create_err(thompson("no-arms", &[], 60)).await,
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        create_err(thompson("dup", &["a", "a"], 60)).await,
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        create_err(thompson("bad id!", &["a"], 60)).await,
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        create_err(thompson(&"x".repeat(200), &["a"], 60)).await,
+        Code::InvalidArgument
+    );
+    let many: Vec<String> = (0..1001).map(|i| format!("arm{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(
+        create_err(thompson("many", &many, 60)).await,
+        Code::InvalidArgument
+    );
+    let mut nan_prior = thompson("nan", &["a"], 60);
+    nan_prior.policy = Some(pb::campaign::Policy::Thompson(pb::ThompsonSampling {
+        prior_alpha: f64::NAN,
+        ..Default::default()
+    }));
+    assert_eq!(create_err(nan_prior).await, Code::InvalidArgument);
+    let mut bad_default = thompson("bad-default", &["a"], 60);
+    bad_default.default_reward = 2.0;
+    assert_eq!(create_err(bad_default).await, Code::InvalidArgument);
+    let missing = admin
+        .create_campaign(pb::CreateCampaignRequest { campaign: None })
+        .await
+        .expect_err("no campaign");
+    assert_eq!(missing.code(), Code::InvalidArgument);
+
+    let choose_err = |r: pb::ChooseRequest| {
+        let mut bandit = bandit.clone();
+        async move { bandit.choose(r).await.expect_err("must fail").code() }
+    };
+    assert_eq!(choose_err(choose_req("nope", "")).await, Code::NotFound);
+    assert_eq!(choose_err(choose_req("", "")).await, Code::InvalidArgument);
+    assert_eq!(
+        choose_err(choose_req("c", &"s".repeat(200))).await,
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        choose_err(choose_req("c", "bad\nsegment")).await,
+        Code::InvalidArgument
+    );
+    let mut ctx = choose_req("c", "");
+    ctx.context = HashMap::from([("age".to_string(), f64::NAN)]);
+    assert_eq!(choose_err(ctx.clone()).await, Code::InvalidArgument);
+    ctx.context = HashMap::from([("age".to_string(), 1.0)]);
+    assert_eq!(choose_err(ctx).await, Code::InvalidArgument);
+    let mut bad_id = choose_req("c", "");
+    bad_id.decision_id = "has space".into();
+    assert_eq!(choose_err(bad_id).await, Code::InvalidArgument);
+
+    let reward_err = |id: &str, value: f64| {
+        let mut bandit = bandit.clone();
+        let id = id.to_string();
+        async move {
+            bandit
+                .reward(pb::RewardRequest {
+                    decision_id: id,
+                    value,
+                })
+                .await
+                .expect_err("must fail")
+                .code()
+        }
+    };
+    assert_eq!(reward_err("unknown", 1.0).await, Code::NotFound);
+    assert_eq!(reward_err("", 1.0).await, Code::InvalidArgument);
+    assert_eq!(
+        reward_err(&ok.decision_id, f64::NAN).await,
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        reward_err(&ok.decision_id, f64::INFINITY).await,
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        reward_err(&ok.decision_id, 1.5).await,
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        reward_err(&ok.decision_id, -0.1).await,
+        Code::InvalidArgument
+    );
+
+    let get = admin
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: "nope".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(get.code(), Code::NotFound);
+    let del = admin
+        .delete_campaign(pb::DeleteCampaignRequest {
+            campaign_id: String::new(),
+        })
+        .await
+        .expect_err("empty");
+    assert_eq!(del.code(), Code::InvalidArgument);
+    let stats_err = admin
+        .get_stats(pb::GetStatsRequest {
+            campaign_id: "nope".into(),
+            segment: String::new(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(stats_err.code(), Code::NotFound);
+
+    // An oversize message is refused by the transport.
+    let mut huge = choose_req("c", "");
+    huge.decision_id = "x".repeat(2 << 20);
+    assert_eq!(choose_err(huge).await, Code::ResourceExhausted);
+
+    // Nothing above changed state: one campaign, one pending decision, no reward.
+    let list = admin
+        .list_campaigns(pb::ListCampaignsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(list.campaigns.len(), 1);
+    let s = stats(&mut admin, "c", "").await;
+    let pulls: u64 = s.segments[0].arms.iter().map(|a| a.pulls).sum();
+    let sum: f64 = s.segments[0].arms.iter().map(|a| a.reward_sum).sum();
+    assert_eq!((pulls, sum), (1, 0.0));
+    // The decision is still pending and can be rewarded normally.
+    let r = bandit
+        .reward(pb::RewardRequest {
+            decision_id: ok.decision_id,
+            value: 1.0,
+        })
+        .await
+        .expect("reward");
+    assert!(!r.into_inner().duplicate);
+    server.stop().await;
+}
+
+// An unrewarded decision learns the default reward once at its timeout; a
+// reward after that is FAILED_PRECONDITION and changes nothing.
+#[tokio::test]
+async fn expiry_learns_default_reward_exactly_once() {
+    let server = TestServer::start(4).await;
+    let mut admin = server.campaigns().await;
+    let mut bandit = server.bandit().await;
+    let mut c = thompson("expiring", &["a"], 1);
+    c.default_reward = 0.25;
+    create(&mut admin, c).await;
+    let d1 = bandit
+        .choose(choose_req("expiring", ""))
+        .await
+        .expect("choose")
+        .into_inner();
+    let d2 = bandit
+        .choose(choose_req("expiring", ""))
+        .await
+        .expect("choose")
+        .into_inner();
+    bandit
+        .reward(pb::RewardRequest {
+            decision_id: d2.decision_id.clone(),
+            value: 1.0,
+        })
+        .await
+        .expect("reward in time");
+    let s = stats(&mut admin, "expiring", "").await;
+    assert_eq!(arm(&s, "", "a").pending, 1);
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let s = stats(&mut admin, "expiring", "").await;
+    let a = arm(&s, "", "a");
+    assert_eq!((a.pulls, a.pending, a.reward_sum), (2, 0, 1.25));
+    let late = bandit
+        .reward(pb::RewardRequest {
+            decision_id: d1.decision_id.clone(),
+            value: 1.0,
+        })
+        .await
+        .expect_err("late");
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    // The rewarded one is still a duplicate, not an error, after its deadline.
+    let dup = bandit
+        .reward(pb::RewardRequest {
+            decision_id: d2.decision_id,
+            value: 1.0,
+        })
+        .await
+        .expect("duplicate");
+    assert!(dup.into_inner().duplicate);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = stats(&mut admin, "expiring", "").await;
+    assert_eq!(arm(&s, "", "a").reward_sum, 1.25);
+    server.stop().await;
+}
+
+// Added arms are chosen at once; a retired arm is never chosen again but
+// stays in the stats; the last active arm cannot be retired.
+#[tokio::test]
+async fn arms_added_and_retired_at_runtime() {
+    let server = TestServer::start(5).await;
+    let mut admin = server.campaigns().await;
+    let mut bandit = server.bandit().await;
+    create(&mut admin, thompson("arms", &["old"], 60)).await;
+    for _ in 0..20 {
+        let d = bandit
+            .choose(choose_req("arms", ""))
+            .await
+            .expect("choose")
+            .into_inner();
+        assert_eq!(d.propensity, 1.0);
+        bandit
+            .reward(pb::RewardRequest {
+                decision_id: d.decision_id,
+                value: 0.0,
+            })
+            .await
+            .expect("reward");
+    }
+    let err = admin
+        .retire_arm(pb::RetireArmRequest {
+            campaign_id: "arms".into(),
+            arm_id: "old".into(),
+        })
+        .await
+        .expect_err("last arm");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let dup = admin
+        .add_arms(pb::AddArmsRequest {
+            campaign_id: "arms".into(),
+            arms: vec![pb::Arm {
+                id: "old".into(),
+                retired: false,
+            }],
+        })
+        .await
+        .expect_err("duplicate arm");
+    assert_eq!(dup.code(), Code::InvalidArgument);
+    let c = admin
+        .add_arms(pb::AddArmsRequest {
+            campaign_id: "arms".into(),
+            arms: vec![pb::Arm {
+                id: "new".into(),
+                retired: false,
+            }],
+        })
+        .await
+        .expect("add")
+        .into_inner();
+    assert_eq!(c.arms.len(), 2);
+    // "old" never converted, so the fresh arm must be explored right away.
+    let mut new_count = 0;
+    for _ in 0..20 {
+        let d = bandit
+            .choose(choose_req("arms", ""))
+            .await
+            .expect("choose")
+            .into_inner();
+        new_count += usize::from(d.arm_id == "new");
+    }
+    assert!(new_count >= 15, "new arm chosen {new_count}/20");
+    let c = admin
+        .retire_arm(pb::RetireArmRequest {
+            campaign_id: "arms".into(),
+            arm_id: "new".into(),
+        })
+        .await
+        .expect("retire")
+        .into_inner();
+    assert!(c.arms[1].retired);
+    for _ in 0..50 {
+        let d = bandit
+            .choose(choose_req("arms", ""))
+            .await
+            .expect("choose")
+            .into_inner();
+        assert_eq!(d.arm_id, "old");
+    }
+    let s = stats(&mut admin, "arms", "").await;
+    let new = arm(&s, "", "new");
+    assert!(new.retired && new.pulls == new_count as u64 && new.prob_best == 0.0);
+    let unknown = admin
+        .retire_arm(pb::RetireArmRequest {
+            campaign_id: "arms".into(),
+            arm_id: "ghost".into(),
+        })
+        .await
+        .expect_err("unknown arm");
+    assert_eq!(unknown.code(), Code::NotFound);
+    server.stop().await;
+}
+
+// Campaigns, posteriors and pending decisions survive a graceful restart;
+// a deleted campaign and its decisions are gone.
+#[tokio::test]
+async fn state_survives_restart_and_delete_removes_it() {
+    let server = TestServer::start(6).await;
+    let mut admin = server.campaigns().await;
+    let mut bandit = server.bandit().await;
+    create(&mut admin, thompson("keep", &["a", "b"], 600)).await;
+    create(&mut admin, thompson("drop", &["a"], 600)).await;
+    let pending = bandit
+        .choose(choose_req("keep", "vip"))
+        .await
+        .expect("choose")
+        .into_inner();
+    let rewarded = bandit
+        .choose(choose_req("keep", "vip"))
+        .await
+        .expect("choose")
+        .into_inner();
+    bandit
+        .reward(pb::RewardRequest {
+            decision_id: rewarded.decision_id.clone(),
+            value: 1.0,
+        })
+        .await
+        .expect("reward");
+    let dropped = bandit
+        .choose(choose_req("drop", ""))
+        .await
+        .expect("choose")
+        .into_inner();
+    admin
+        .delete_campaign(pb::DeleteCampaignRequest {
+            campaign_id: "drop".into(),
+        })
+        .await
+        .expect("delete");
+    let before = stats(&mut admin, "keep", "").await;
+    let dir = server.stop().await;
+
+    let server = TestServer::start_in(dir, 6).await;
+    let mut admin = server.campaigns().await;
+    let mut bandit = server.bandit().await;
+    assert_eq!(stats(&mut admin, "keep", "").await, before);
+    let list = admin
+        .list_campaigns(pb::ListCampaignsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(list.campaigns.len(), 1);
+    let gone = bandit
+        .reward(pb::RewardRequest {
+            decision_id: dropped.decision_id,
+            value: 1.0,
+        })
+        .await
+        .expect_err("deleted campaign's decision");
+    assert_eq!(gone.code(), Code::NotFound);
+    let dup = bandit
+        .reward(pb::RewardRequest {
+            decision_id: rewarded.decision_id,
+            value: 1.0,
+        })
+        .await
+        .expect("dup");
+    assert!(dup.into_inner().duplicate);
+    let ok = bandit
+        .reward(pb::RewardRequest {
+            decision_id: pending.decision_id,
+            value: 1.0,
+        })
+        .await
+        .expect("pending reward after restart");
+    assert!(!ok.into_inner().duplicate);
+    let after = stats(&mut admin, "keep", "vip").await;
+    let sum: f64 = after.segments[0].arms.iter().map(|a| a.reward_sum).sum();
+    assert_eq!(sum, 2.0);
+    server.stop().await;
+}
+
+// The standard health service answers SERVING for the v1 services.
+#[tokio::test]
+async fn health_service_reports_serving() {
+    let server = TestServer::start(7).await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+    for service in ["banditd.v1.Bandit", "banditd.v1.Campaigns"] {
+        let r = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health")
+            .into_inner();
+        assert_eq!(
+            r.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+    server.stop().await;
+}
+
+// Server reflection (v1 and v1alpha) lists the banditd services, so grpcurl
+// and older clients work without the .proto files.
+#[tokio::test]
+async fn reflection_lists_services_v1_and_v1alpha() {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let server = TestServer::start(8).await;
+
+    let mut client =
+        v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let req = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .expect("v1 reflection")
+        .into_inner();
+    let resp = stream
+        .message()
+        .await
+        .expect("message")
+        .expect("one response");
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        resp.message_response
+    else {
+        panic!("unexpected v1 reflection response");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"banditd.v1.Bandit".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"banditd.v1.Campaigns".to_string()),
+        "{names:?}"
+    );
+
+    let mut client =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let req = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .expect("v1alpha reflection")
+        .into_inner();
+    let resp = stream
+        .message()
+        .await
+        .expect("message")
+        .expect("one response");
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        resp.message_response
+    else {
+        panic!("unexpected v1alpha reflection response");
+    };
+    assert!(list.service.iter().any(|s| s.name == "banditd.v1.Bandit"));
+    server.stop().await;
+}
