@@ -233,7 +233,8 @@ mod tests {
     #[test]
     fn validation_rejects_each_bad_field() {
         assert!(spec().validate().is_ok());
-        let bad: Vec<Box<dyn Fn(&mut CampaignSpec)>> = vec![
+        type Mutation = Box<dyn Fn(&mut CampaignSpec)>;
+        let bad: Vec<Mutation> = vec![
             Box::new(|c| c.id.clear()),
             Box::new(|c| c.id = "x".repeat(129)),
             Box::new(|c| c.id = "has space".into()),

@@ -74,7 +74,7 @@ fn sorted(mut s: Snapshot) -> Snapshot {
     s
 }
 
-fn apply(store: &dyn Store, op: &Op, live_decisions: &mut Vec<(String, String)>) {
+fn apply(store: &dyn Store, op: &Op, live_decisions: &[(String, String)]) {
     match *op {
         Op::PutCampaign(c, arms) => store
             .put_campaign(&CampaignSpec {
@@ -157,8 +157,8 @@ proptest! {
                 continue;
             }
             let store = sled.as_ref().expect("open store");
-            apply(&model, op, &mut live);
-            apply(store, op, &mut live);
+            apply(&model, op, &live);
+            apply(store, op, &live);
         }
         let store = sled.as_ref().expect("open store");
         prop_assert_eq!(sorted(store.load().expect("load")), sorted(model.load().expect("model")));

@@ -60,6 +60,9 @@ pub async fn run(
 
     tracing::info!(addr = ?listener.local_addr().ok(), "serving");
     let served = tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            oversize_is_resource_exhausted,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -75,6 +78,24 @@ pub async fn run(
     served?;
     flushed?;
     Ok(())
+}
+
+/// tonic rejects a message above the decoding limit with `OUT_OF_RANGE`; the
+/// v1 contract promises `RESOURCE_EXHAUSTED` for exceeded limits. banditd
+/// itself never returns `OUT_OF_RANGE`, so every such status is this case.
+fn oversize_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    const OUT_OF_RANGE: &str = "11";
+    const RESOURCE_EXHAUSTED: http::HeaderValue = http::HeaderValue::from_static("8");
+    if response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v == OUT_OF_RANGE)
+    {
+        response
+            .headers_mut()
+            .insert("grpc-status", RESOURCE_EXHAUSTED);
+    }
+    response
 }
 
 /// Expires overdue decisions every `interval` until told to stop.

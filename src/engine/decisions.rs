@@ -27,11 +27,14 @@ pub struct Decision {
     pub status: DecisionStatus,
 }
 
+/// One shard: decision id → decision.
+pub type Shard = Mutex<HashMap<Arc<str>, Decision>>;
+
 #[derive(Debug)]
 pub struct DecisionIndex {
     /// Each shard's mutex guards only its own map; see the module doc for
     /// the lock order.
-    shards: Box<[Mutex<HashMap<Arc<str>, Decision>>]>,
+    shards: Box<[Shard]>,
     hasher: RandomState,
 }
 
@@ -45,7 +48,7 @@ impl Default for DecisionIndex {
 }
 
 impl DecisionIndex {
-    pub fn shard(&self, id: &str) -> &Mutex<HashMap<Arc<str>, Decision>> {
+    pub fn shard(&self, id: &str) -> &Shard {
         let h = self.hasher.hash_one(id) as usize;
         &self.shards[h % SHARDS]
     }
