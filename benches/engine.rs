@@ -110,5 +110,60 @@ fn engine_sled(c: &mut Criterion) {
     engine_with(c, "sled", Arc::new(store));
 }
 
-criterion_group!(benches, policy, engine_memory, engine_sled);
+/// The raw store writes behind one decision: record, outcome, forget.
+fn store_sled(c: &mut Criterion) {
+    use banditd::policy::thompson::ArmCounts;
+    use banditd::store::{DecisionRecord, DecisionStatus, PosteriorKey, PosteriorRow};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(&SledOptions {
+        path: dir.path().to_path_buf(),
+        flush_every_ms: 200,
+        cache_bytes: 64 << 20,
+    })
+    .expect("sled");
+    let mut rec = DecisionRecord {
+        id: String::new(),
+        campaign: "bench".into(),
+        segment: "returning-customers".into(),
+        arm: 3,
+        propensity: 0.25,
+        created_ms: 1,
+        deadline_ms: 2,
+        status: DecisionStatus::Pending,
+        outcome_seq: 0,
+        reward: 0.0,
+    };
+    let key = PosteriorKey {
+        campaign: "bench".into(),
+        segment: "returning-customers".into(),
+        arm: 3,
+    };
+    let mut i = 0u64;
+    c.bench_function("store/sled/put_decision", |b| {
+        b.iter(|| {
+            i += 1;
+            rec.id = format!("0123456789abcdef-{i}");
+            store.put_decision(&rec).expect("put")
+        })
+    });
+    let mut j = 0u64;
+    c.bench_function("store/sled/record_outcome", |b| {
+        b.iter(|| {
+            j += 1;
+            rec.id = format!("0123456789abcdef-{}", j % 100_000);
+            store
+                .record_outcome(
+                    &key,
+                    &PosteriorRow {
+                        counts: ArmCounts { n: j, sum: 1.0 },
+                        through: j,
+                    },
+                    &rec,
+                )
+                .expect("outcome")
+        })
+    });
+}
+
+criterion_group!(benches, policy, engine_memory, engine_sled, store_sled);
 criterion_main!(benches);

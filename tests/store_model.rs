@@ -4,8 +4,8 @@
 use banditd::campaign::{ArmSpec, CampaignSpec, PolicySpec};
 use banditd::policy::thompson::ArmCounts;
 use banditd::store::{
-    DecisionRecord, DecisionStatus, MemoryStore, PosteriorKey, SledOptions, SledStore, Snapshot,
-    Store,
+    DecisionRecord, DecisionStatus, MemoryStore, PosteriorKey, PosteriorRow, SledOptions,
+    SledStore, Snapshot, Store,
 };
 use proptest::prelude::*;
 use std::path::Path;
@@ -49,6 +49,16 @@ fn decision(d: u8, c: u8, s: u8, status: DecisionStatus) -> DecisionRecord {
         created_ms: 1_700_000_000_000 + u64::from(d),
         deadline_ms: 1_700_000_060_000 + u64::from(d) * 7,
         status,
+        outcome_seq: if status == DecisionStatus::Pending {
+            0
+        } else {
+            u64::from(d) + 1
+        },
+        reward: if status == DecisionStatus::Pending {
+            0.0
+        } else {
+            0.5
+        },
     }
 }
 
@@ -119,11 +129,14 @@ fn apply(store: &dyn Store, op: &Op, live_decisions: &[(String, String)]) {
                 segment: rec.segment.clone(),
                 arm: rec.arm,
             };
-            let counts = ArmCounts {
-                n,
-                sum: n as f64 * f64::from(r) / 100.0,
+            let row = PosteriorRow {
+                counts: ArmCounts {
+                    n,
+                    sum: n as f64 * f64::from(r) / 100.0,
+                },
+                through: n * 3 + 1,
             };
-            store.record_outcome(&key, &counts, &rec).expect("outcome");
+            store.record_outcome(&key, &row, &rec).expect("outcome");
         }
         Op::RemoveDecision(d) => store
             .remove_decision(&format!("decision-{d}"))

@@ -25,6 +25,10 @@ pub struct Decision {
     pub created_ms: u64,
     pub deadline_ms: u64,
     pub status: DecisionStatus,
+    /// The campaign's outcome sequence number once resolved (0 while pending).
+    pub outcome_seq: u64,
+    /// The reward learned once resolved.
+    pub reward: f64,
 }
 
 /// One shard: decision id → decision.

@@ -28,7 +28,9 @@ pub use stats::{ArmReport, SegmentReport};
 
 use crate::campaign::{self, limits, validate_id, validate_segment, ArmSpec, CampaignSpec};
 use crate::error::{invalid, Error, Result};
-use crate::store::{DecisionRecord, DecisionStatus, GroupCommit, PosteriorKey, Store};
+use crate::store::{
+    DecisionRecord, DecisionStatus, GroupCommit, PosteriorKey, PosteriorRow, Store,
+};
 use decisions::{Decision, DecisionIndex};
 use parking_lot::RwLock;
 use rand::rngs::SmallRng;
@@ -126,7 +128,6 @@ impl Engine {
     /// Builds an engine over `store`, loading everything it holds.
     pub fn open(store: Arc<dyn Store>, options: EngineOptions) -> Result<Self> {
         let seed = options.seed.unwrap_or_else(|| rand::rng().random());
-        let mut prefix_rng = SmallRng::seed_from_u64(seed ^ options.clock.now_ms());
         let engine = Engine {
             campaigns: RwLock::new(HashMap::new()),
             decisions: DecisionIndex::default(),
@@ -134,7 +135,9 @@ impl Engine {
             commit: None,
             clock: options.clock,
             seed,
-            id_prefix: format!("{:016x}", prefix_rng.random::<u64>()),
+            // From the OS, not the seed: ids must differ across restarts
+            // even when decisions are seeded.
+            id_prefix: format!("{:016x}", rand::rng().random::<u64>()),
             id_counter: AtomicU64::new(0),
         };
         engine.load()?;
@@ -155,7 +158,7 @@ impl Engine {
             let cell = self.new_cell(spec);
             map.insert(cell.id.clone(), cell);
         }
-        for (key, counts) in snap.posteriors {
+        for (key, row) in snap.posteriors {
             let Some(cell) = map.get(key.campaign.as_str()) else {
                 continue;
             };
@@ -164,13 +167,15 @@ impl Engine {
             if arm >= st.spec.arms.len() {
                 continue;
             }
-            st.segment_mut(&key.segment).arms[arm].counts = counts;
-            st.aggregate[arm].counts.n += counts.n;
-            st.aggregate[arm].counts.sum += counts.sum;
+            let tally = &mut st.segment_mut(&key.segment).arms[arm];
+            tally.counts = row.counts;
+            tally.through = row.through;
+            st.outcome_seq = st.outcome_seq.max(row.through);
         }
         let mut decisions = snap.decisions;
         decisions.sort_by_key(|d| d.deadline_ms);
         let mut orphans = Vec::new();
+        let mut folded = Vec::new();
         for d in decisions {
             let Some(cell) = map.get(d.campaign.as_str()) else {
                 orphans.push(d.id);
@@ -178,12 +183,23 @@ impl Engine {
             };
             let id: Arc<str> = d.id.into();
             let mut st = cell.state.lock();
-            if d.arm as usize >= st.spec.arms.len() {
+            let arm = d.arm as usize;
+            if arm >= st.spec.arms.len() {
                 orphans.push(id.to_string());
                 continue;
             }
             if d.status == DecisionStatus::Pending {
-                st.add_pending(&d.segment, d.arm as usize);
+                st.segment_mut(&d.segment).arms[arm].pending += 1;
+            } else {
+                st.outcome_seq = st.outcome_seq.max(d.outcome_seq);
+                let tally = &mut st.segment_mut(&d.segment).arms[arm];
+                if d.outcome_seq > tally.through {
+                    // The process stopped between the decision's write and
+                    // its row's: count the outcome now, exactly once.
+                    tally.counts.add(d.reward);
+                    tally.through = d.outcome_seq;
+                    folded.push((cell.clone(), d.segment.clone(), d.arm));
+                }
             }
             st.deadlines.push_back((d.deadline_ms, id.clone()));
             self.decisions.shard(&id).lock().insert(
@@ -196,8 +212,38 @@ impl Engine {
                     created_ms: d.created_ms,
                     deadline_ms: d.deadline_ms,
                     status: d.status,
+                    outcome_seq: d.outcome_seq,
+                    reward: d.reward,
                 },
             );
+        }
+        for (cell, segment, arm) in folded {
+            let mut st = cell.state.lock();
+            let tally = st.segment_mut(&segment).arms[arm as usize];
+            let key = PosteriorKey {
+                campaign: st.spec.id.clone(),
+                segment,
+                arm,
+            };
+            let row = PosteriorRow {
+                counts: tally.counts,
+                through: tally.through,
+            };
+            self.store.put_posterior(&key, &row)?;
+            tracing::warn!(campaign = %key.campaign, segment = %key.segment, arm, "outcome folded in after an interrupted write");
+        }
+        for cell in map.values() {
+            let mut st = cell.state.lock();
+            let arms = st.spec.arms.len();
+            let mut aggregate = vec![state::ArmTally::default(); arms];
+            for seg in st.segments.values() {
+                for (a, t) in seg.arms.iter().enumerate().take(arms) {
+                    aggregate[a].counts.n += t.counts.n;
+                    aggregate[a].counts.sum += t.counts.sum;
+                    aggregate[a].pending += t.pending;
+                }
+            }
+            st.aggregate = aggregate;
         }
         for id in orphans {
             self.store.remove_decision(&id)?;
@@ -392,12 +438,7 @@ impl Engine {
         let deadline_ms = (now + timeout_ms).max(last_deadline);
         let id: Arc<str> = match &req.decision_id {
             Some(d) => d.as_str().into(),
-            None => format!(
-                "{}-{}",
-                self.id_prefix,
-                self.id_counter.fetch_add(1, Ordering::Relaxed)
-            )
-            .into(),
+            None => self.fresh_decision_id(),
         };
         let decision = Decision {
             campaign: cell.clone(),
@@ -407,6 +448,8 @@ impl Engine {
             created_ms: now,
             deadline_ms,
             status: DecisionStatus::Pending,
+            outcome_seq: 0,
+            reward: 0.0,
         };
         {
             let mut shard = self.decisions.shard(&id).lock();
@@ -427,6 +470,18 @@ impl Engine {
             arm_id: st.spec.arms[pick.arm].id.clone(),
             propensity: pick.propensity,
         })
+    }
+
+    /// A server-generated decision id not in use (a caller may have chosen
+    /// one that looks like ours).
+    fn fresh_decision_id(&self) -> Arc<str> {
+        loop {
+            let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+            let id: Arc<str> = format!("{}-{n}", self.id_prefix).into();
+            if !self.decisions.shard(&id).lock().contains_key(&id) {
+                return id;
+            }
+        }
     }
 
     /// The stored answer to a retried `Choose`.
@@ -569,8 +624,9 @@ impl Engine {
     }
 }
 
-/// Persists and applies one outcome: the arm's new counts and the decision's
-/// new status in one atomic store write, then the same in memory.
+/// Persists and applies one outcome (the next of the campaign's outcome
+/// sequence): the resolved decision and the arm's new row, then the same in
+/// memory. A failed write changes nothing in memory.
 fn resolve(
     store: &dyn Store,
     st: &mut CampaignState,
@@ -580,6 +636,7 @@ fn resolve(
     status: DecisionStatus,
 ) -> Result<()> {
     let arm = d.arm as usize;
+    let seq = st.outcome_seq + 1;
     let counts = st.counts_after(&d.segment, arm, reward);
     let key = PosteriorKey {
         campaign: st.spec.id.clone(),
@@ -588,9 +645,18 @@ fn resolve(
     };
     let mut resolved = d.clone();
     resolved.status = status;
-    store.record_outcome(&key, &counts, &record(id, &resolved))?;
-    st.learn(&d.segment, arm, counts, reward);
-    d.status = status;
+    resolved.outcome_seq = seq;
+    resolved.reward = reward;
+    store.record_outcome(
+        &key,
+        &PosteriorRow {
+            counts,
+            through: seq,
+        },
+        &record(id, &resolved),
+    )?;
+    st.learn(&d.segment, arm, counts, reward, seq);
+    *d = resolved;
     Ok(())
 }
 
@@ -604,6 +670,8 @@ fn record(id: &str, d: &Decision) -> DecisionRecord {
         created_ms: d.created_ms,
         deadline_ms: d.deadline_ms,
         status: d.status,
+        outcome_seq: d.outcome_seq,
+        reward: d.reward,
     }
 }
 

@@ -32,6 +32,8 @@ pub struct ArmTally {
     pub counts: ArmCounts,
     /// Decisions waiting for their reward (rebuilt from pending decisions).
     pub pending: u64,
+    /// Highest outcome sequence number counted in `counts` (persisted with it).
+    pub through: u64,
 }
 
 /// A cached propensity estimate for one segment and when it was made.
@@ -76,6 +78,8 @@ pub struct CampaignState {
     pub retention: VecDeque<(u64, Arc<str>)>,
     /// Bumped when arms are added or retired (invalidates propensity caches).
     pub arms_version: u32,
+    /// Sequence number of the last outcome learned (see `store` docs).
+    pub outcome_seq: u64,
     /// Reused buffers for one decision (no allocation on the hot path).
     scratch_posteriors: Vec<BetaParams>,
     scratch_arms: Vec<usize>,
@@ -99,6 +103,7 @@ impl CampaignState {
             deadlines: VecDeque::new(),
             retention: VecDeque::new(),
             arms_version: 0,
+            outcome_seq: 0,
             scratch_posteriors: Vec::new(),
             scratch_arms: Vec::new(),
         }
@@ -237,10 +242,14 @@ impl CampaignState {
         c
     }
 
-    /// Commits an outcome computed by [`Self::counts_after`] (after the store accepted it).
-    pub fn learn(&mut self, segment: &str, arm: usize, counts: ArmCounts, reward: f64) {
+    /// Commits outcome number `seq`, computed by [`Self::counts_after`],
+    /// after the store accepted it.
+    pub fn learn(&mut self, segment: &str, arm: usize, counts: ArmCounts, reward: f64, seq: u64) {
+        debug_assert!(seq > self.outcome_seq);
+        self.outcome_seq = seq;
         let seg = self.segment_mut(segment);
         seg.arms[arm].counts = counts;
+        seg.arms[arm].through = seq;
         seg.arms[arm].pending = seg.arms[arm].pending.saturating_sub(1);
         self.aggregate[arm].counts.add(reward);
         self.aggregate[arm].pending = self.aggregate[arm].pending.saturating_sub(1);

@@ -179,3 +179,55 @@ fn uniform_split_is_even_with_exact_propensity() {
         assert!((1800..=2200).contains(&n), "{arm}: {n}");
     }
 }
+
+// A restart after the decision's write but before its row's (the crash
+// window of `record_outcome`) counts the outcome exactly once, also after
+// further restarts; a restart after both writes does not count it again.
+#[test]
+fn interrupted_outcome_write_is_folded_in_exactly_once() {
+    use crate::store::{PosteriorRow, Store};
+    let clock = Arc::new(AtomicU64::new(0));
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), &clock, 6);
+    e.create_campaign(spec("c", 2, 10, 0.0)).expect("create");
+    let d1 = e.choose(&req("c", "s")).expect("choose");
+    e.reward(&d1.decision_id, 1.0).expect("reward");
+    let d2 = e.choose(&req("c", "s")).expect("choose");
+    drop(e);
+    // Simulate the crash window for d2: its resolved record reached the
+    // store, its row did not.
+    let snap = store.load().expect("load");
+    let mut rec = snap
+        .decisions
+        .iter()
+        .find(|d| d.id == d2.decision_id)
+        .cloned()
+        .expect("d2");
+    rec.status = DecisionStatus::Rewarded;
+    rec.outcome_seq = 2;
+    rec.reward = 1.0;
+    store.put_decision(&rec).expect("put");
+    for _ in 0..3 {
+        let e = engine(store.clone(), &clock, 6);
+        assert_eq!(totals(&e, "c"), (2, 0, 2.0));
+        assert_eq!(
+            e.reward(&d2.decision_id, 1.0).expect("dup"),
+            RewardOutcome::Duplicate
+        );
+    }
+    let rows: Vec<PosteriorRow> = store
+        .load()
+        .expect("load")
+        .posteriors
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(rows.iter().map(|r| r.counts.n).sum::<u64>(), 2);
+    // The next outcome continues the sequence.
+    let e = engine(store.clone(), &clock, 6);
+    let d3 = e.choose(&req("c", "s")).expect("choose");
+    e.reward(&d3.decision_id, 1.0).expect("reward");
+    drop(e);
+    let e = engine(store, &clock, 6);
+    assert_eq!(totals(&e, "c"), (3, 0, 3.0));
+}

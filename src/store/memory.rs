@@ -1,10 +1,9 @@
 //! An in-memory [`Store`]: the simulator's and the unit tests' store, and the
 //! reference model the sled store is checked against.
 
-use super::{DecisionRecord, PosteriorKey, Snapshot, Store};
+use super::{DecisionRecord, PosteriorKey, PosteriorRow, Snapshot, Store};
 use crate::campaign::CampaignSpec;
 use crate::error::StoreError;
-use crate::policy::thompson::ArmCounts;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 
@@ -19,7 +18,7 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct State {
     campaigns: BTreeMap<String, CampaignSpec>,
-    posteriors: BTreeMap<PosteriorKey, ArmCounts>,
+    posteriors: BTreeMap<PosteriorKey, PosteriorRow>,
     decisions: BTreeMap<String, DecisionRecord>,
 }
 
@@ -68,12 +67,17 @@ impl Store for MemoryStore {
     fn record_outcome(
         &self,
         key: &PosteriorKey,
-        counts: &ArmCounts,
+        row: &PosteriorRow,
         decision: &DecisionRecord,
     ) -> Result<(), StoreError> {
         let mut s = self.state.lock();
-        s.posteriors.insert(key.clone(), *counts);
         s.decisions.insert(decision.id.clone(), decision.clone());
+        s.posteriors.insert(key.clone(), *row);
+        Ok(())
+    }
+
+    fn put_posterior(&self, key: &PosteriorKey, row: &PosteriorRow) -> Result<(), StoreError> {
+        self.state.lock().posteriors.insert(key.clone(), *row);
         Ok(())
     }
 

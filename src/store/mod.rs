@@ -6,10 +6,17 @@
 //! state and writes the resulting sufficient statistics here, overwriting
 //! them in place, before it replies.
 //!
-//! The one rule every implementation keeps: applying an outcome (a reward or
-//! an expiry's default reward) and marking its decision resolved happen in
-//! one atomic write ([`Store::record_outcome`]), so that no restart, however
-//! timed, learns the same outcome twice.
+//! The one rule every implementation keeps: no restart, however timed, learns
+//! an outcome (a reward or an expiry's default reward) twice or loses one the
+//! engine acknowledged. [`Store::record_outcome`] makes this cheap: each
+//! outcome gets a per-campaign sequence number; the resolved decision record
+//! carries it, and each arm's row carries `through`, the highest sequence
+//! number already counted in it. The decision is written first, then the row
+//! (two single-key writes: an atomic sled batch costs two log-buffer writes,
+//! about 30× a plain insert). sled recovers a prefix of its log, so after a
+//! crash the store holds both writes, only the decision, or neither; the
+//! engine's start-up folds a resolved decision whose sequence number is above
+//! its row's `through` into the row, exactly once.
 
 mod group_commit;
 mod memory;
@@ -43,6 +50,14 @@ pub enum DecisionStatus {
     Expired,
 }
 
+/// One arm's persisted statistics in one segment.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PosteriorRow {
+    pub counts: ArmCounts,
+    /// Highest outcome sequence number of the campaign counted in `counts`.
+    pub through: u64,
+}
+
 /// A decision as persisted: enough to answer a retried `Choose`, to join a
 /// late `Reward`, and to expire it after a restart.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,13 +71,17 @@ pub struct DecisionRecord {
     pub created_ms: u64,
     pub deadline_ms: u64,
     pub status: DecisionStatus,
+    /// The campaign's outcome sequence number of this decision's outcome (0 while pending).
+    pub outcome_seq: u64,
+    /// The reward learned (0 while pending).
+    pub reward: f64,
 }
 
 /// Everything a store holds, read at start-up.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Snapshot {
     pub campaigns: Vec<CampaignSpec>,
-    pub posteriors: Vec<(PosteriorKey, ArmCounts)>,
+    pub posteriors: Vec<(PosteriorKey, PosteriorRow)>,
     pub decisions: Vec<DecisionRecord>,
 }
 
@@ -77,13 +96,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn delete_campaign(&self, id: &str, decisions: &[String]) -> Result<(), StoreError>;
     /// Creates or overwrites a decision.
     fn put_decision(&self, decision: &DecisionRecord) -> Result<(), StoreError>;
-    /// Overwrites one arm's statistics and the decision that produced them, atomically.
+    /// Persists one outcome: the resolved `decision` first, then the arm's
+    /// `row` (see the module doc for why this order makes it crash-safe).
     fn record_outcome(
         &self,
         key: &PosteriorKey,
-        counts: &ArmCounts,
+        row: &PosteriorRow,
         decision: &DecisionRecord,
     ) -> Result<(), StoreError>;
+    /// Overwrites one arm's row (start-up folding).
+    fn put_posterior(&self, key: &PosteriorKey, row: &PosteriorRow) -> Result<(), StoreError>;
     /// Forgets a resolved decision (after its retention).
     fn remove_decision(&self, id: &str) -> Result<(), StoreError>;
     /// Makes everything written so far durable (flush and fsync).

@@ -1,13 +1,13 @@
 //! The sled-backed [`Store`]: one tree, compact big-endian keys, values
 //! overwritten in place.
 //!
-//! Key layout (one tree, so every multi-record write is one atomic batch):
+//! Key layout (one tree):
 //!
 //! | key | value |
 //! |---|---|
 //! | `c` campaign-id | campaign definition (JSON; rare writes, readable) |
-//! | `p` len campaign len segment arm:u32be | n:u64be, reward_sum:f64be (16 bytes) |
-//! | `d` decision-id | status:u8 arm:u32 propensity:f64 created:u64 deadline:u64 len campaign len segment |
+//! | `p` len campaign len segment arm:u32be | n:u64be, reward_sum:f64be, through:u64be (24 bytes) |
+//! | `d` decision-id | status:u8 arm:u32 propensity:f64 created:u64 deadline:u64 outcome_seq:u64 reward:f64 len campaign len segment |
 //!
 //! Lengths are one byte (ids are at most 128 bytes, see `campaign::limits`).
 //!
@@ -17,7 +17,7 @@
 //! sled's flush uses `sync_file_range`, which survives a killed process but
 //! not a power cut.
 
-use super::{DecisionRecord, DecisionStatus, PosteriorKey, Snapshot, Store};
+use super::{DecisionRecord, DecisionStatus, PosteriorKey, PosteriorRow, Snapshot, Store};
 use crate::campaign::CampaignSpec;
 use crate::error::StoreError;
 use crate::policy::thompson::ArmCounts;
@@ -74,7 +74,7 @@ impl Store for SledStore {
                     .push(serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?),
                 Some(b'p') => snap
                     .posteriors
-                    .push((decode_posterior_key(&k)?, decode_counts(&k, &v)?)),
+                    .push((decode_posterior_key(&k)?, decode_row(&k, &v)?)),
                 Some(b'd') => snap.decisions.push(decode_decision(&k, &v)?),
                 _ => return Err(corrupt(&k, "unknown key prefix")),
             }
@@ -111,13 +111,18 @@ impl Store for SledStore {
     fn record_outcome(
         &self,
         key: &PosteriorKey,
-        counts: &ArmCounts,
+        row: &PosteriorRow,
         decision: &DecisionRecord,
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        batch.insert(encode_posterior_key(key), encode_counts(counts).to_vec());
-        batch.insert(prefixed(b'd', &decision.id), encode_decision(decision));
-        self.db.apply_batch(batch)?;
+        // Order matters: decision first, then the row (see `store` docs).
+        self.db
+            .insert(prefixed(b'd', &decision.id), encode_decision(decision))?;
+        self.put_posterior(key, row)
+    }
+
+    fn put_posterior(&self, key: &PosteriorKey, row: &PosteriorRow) -> Result<(), StoreError> {
+        self.db
+            .insert(encode_posterior_key(key), &encode_row(row)[..])?;
         Ok(())
     }
 
@@ -203,22 +208,27 @@ fn decode_posterior_key(key: &[u8]) -> Result<PosteriorKey, StoreError> {
     })
 }
 
-fn encode_counts(c: &ArmCounts) -> [u8; 16] {
-    let mut v = [0u8; 16];
-    v[..8].copy_from_slice(&c.n.to_be_bytes());
-    v[8..].copy_from_slice(&c.sum.to_bits().to_be_bytes());
+fn encode_row(r: &PosteriorRow) -> [u8; 24] {
+    let mut v = [0u8; 24];
+    v[..8].copy_from_slice(&r.counts.n.to_be_bytes());
+    v[8..16].copy_from_slice(&r.counts.sum.to_bits().to_be_bytes());
+    v[16..].copy_from_slice(&r.through.to_be_bytes());
     v
 }
 
-fn decode_counts(key: &[u8], v: &[u8]) -> Result<ArmCounts, StoreError> {
+fn decode_row(key: &[u8], v: &[u8]) -> Result<PosteriorRow, StoreError> {
     let mut pos = 0;
     let n = u64::from_be_bytes(read_array(key, v, &mut pos)?);
     let sum = f64::from_bits(u64::from_be_bytes(read_array(key, v, &mut pos)?));
-    Ok(ArmCounts { n, sum })
+    let through = u64::from_be_bytes(read_array(key, v, &mut pos)?);
+    Ok(PosteriorRow {
+        counts: ArmCounts { n, sum },
+        through,
+    })
 }
 
 fn encode_decision(d: &DecisionRecord) -> Vec<u8> {
-    let mut v = Vec::with_capacity(32 + 2 + d.campaign.len() + d.segment.len());
+    let mut v = Vec::with_capacity(48 + 2 + d.campaign.len() + d.segment.len());
     v.push(match d.status {
         DecisionStatus::Pending => 0,
         DecisionStatus::Rewarded => 1,
@@ -228,6 +238,8 @@ fn encode_decision(d: &DecisionRecord) -> Vec<u8> {
     v.extend_from_slice(&d.propensity.to_bits().to_be_bytes());
     v.extend_from_slice(&d.created_ms.to_be_bytes());
     v.extend_from_slice(&d.deadline_ms.to_be_bytes());
+    v.extend_from_slice(&d.outcome_seq.to_be_bytes());
+    v.extend_from_slice(&d.reward.to_bits().to_be_bytes());
     push_str(&mut v, &d.campaign);
     push_str(&mut v, &d.segment);
     v
@@ -247,6 +259,8 @@ fn decode_decision(key: &[u8], v: &[u8]) -> Result<DecisionRecord, StoreError> {
     let propensity = f64::from_bits(u64::from_be_bytes(read_array(key, v, &mut pos)?));
     let created_ms = u64::from_be_bytes(read_array(key, v, &mut pos)?);
     let deadline_ms = u64::from_be_bytes(read_array(key, v, &mut pos)?);
+    let outcome_seq = u64::from_be_bytes(read_array(key, v, &mut pos)?);
+    let reward = f64::from_bits(u64::from_be_bytes(read_array(key, v, &mut pos)?));
     let campaign = read_str(key, v, &mut pos)?;
     let segment = read_str(key, v, &mut pos)?;
     Ok(DecisionRecord {
@@ -258,5 +272,7 @@ fn decode_decision(key: &[u8], v: &[u8]) -> Result<DecisionRecord, StoreError> {
         created_ms,
         deadline_ms,
         status,
+        outcome_seq,
+        reward,
     })
 }
