@@ -132,6 +132,7 @@ fn store_sled(c: &mut Criterion) {
         status: DecisionStatus::Pending,
         outcome_seq: 0,
         reward: 0.0,
+        context: Vec::new(),
     };
     let key = PosteriorKey {
         campaign: "bench".into(),
@@ -158,6 +159,7 @@ fn store_sled(c: &mut Criterion) {
                         counts: ArmCounts { n: j, sum: 1.0 },
                         through: j,
                     },
+                    None,
                     &rec,
                 )
                 .expect("outcome")

@@ -25,6 +25,8 @@ pub mod limits {
     pub const MAX_CONTEXT_ENTRIES: usize = 256;
     /// Longest reward timeout: 30 days.
     pub const MAX_REWARD_TIMEOUT_SECONDS: u32 = 30 * 24 * 3600;
+    /// Context features of a contextual campaign (the intercept makes the dimension one more).
+    pub const MAX_FEATURES: usize = 63;
     /// Largest gRPC message the server decodes.
     pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 }
@@ -33,6 +35,9 @@ pub mod limits {
 pub const DEFAULT_REWARD_TIMEOUT_SECONDS: u32 = 3600;
 /// Pseudo-observations a segment borrows from the others by default.
 pub const DEFAULT_SEGMENT_PRIOR_STRENGTH: f64 = 10.0;
+
+/// Name of the intercept term banditd adds in front of a contextual campaign's features.
+pub const INTERCEPT: &str = "intercept";
 
 /// One offer of a campaign.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +59,16 @@ pub enum PolicySpec {
     },
     /// A plain A/B/n split.
     Uniform,
+    /// Disjoint LinUCB over the named context features (plus an intercept).
+    LinUcb {
+        alpha: f64,
+        lambda: f64,
+        epsilon: f64,
+        /// Context feature names, in order (the intercept is added in front).
+        features: Vec<String>,
+        /// A feature missing from a request counts as 0 (otherwise it is an error).
+        missing_zero: bool,
+    },
 }
 
 impl PolicySpec {
@@ -70,6 +85,15 @@ impl PolicySpec {
     pub fn reward_range(&self) -> (f64, f64) {
         match self {
             PolicySpec::Thompson { .. } | PolicySpec::Uniform => (0.0, 1.0),
+            PolicySpec::LinUcb { .. } => (f64::MIN, f64::MAX),
+        }
+    }
+
+    /// Context features of a contextual policy (empty otherwise).
+    pub fn features(&self) -> &[String] {
+        match self {
+            PolicySpec::LinUcb { features, .. } => features,
+            PolicySpec::Thompson { .. } | PolicySpec::Uniform => &[],
         }
     }
 }
@@ -115,6 +139,44 @@ impl CampaignSpec {
                 }
             }
             PolicySpec::Uniform => {}
+            PolicySpec::LinUcb {
+                alpha,
+                lambda,
+                epsilon,
+                ref features,
+                ..
+            } => {
+                if !(alpha.is_finite() && (0.0..=100.0).contains(&alpha)) {
+                    return Err(invalid(format!(
+                        "linucb.alpha must be in [0, 100], got {alpha}"
+                    )));
+                }
+                if !(lambda.is_finite() && lambda > 0.0 && lambda <= 1e6) {
+                    return Err(invalid(format!(
+                        "linucb.lambda must be in (0, 1e6], got {lambda}"
+                    )));
+                }
+                if !(epsilon.is_finite() && (0.0..1.0).contains(&epsilon)) {
+                    return Err(invalid(format!(
+                        "linucb.epsilon must be in [0, 1), got {epsilon}"
+                    )));
+                }
+                if features.is_empty() || features.len() > limits::MAX_FEATURES {
+                    return Err(invalid(format!(
+                        "linucb.features must name 1 to {} features",
+                        limits::MAX_FEATURES
+                    )));
+                }
+                let mut seen = HashSet::new();
+                for f in features {
+                    validate_id("linucb.features", f)?;
+                    if f == INTERCEPT || !seen.insert(f.as_str()) {
+                        return Err(invalid(format!(
+                            "linucb.features: {f:?} is duplicated or reserved"
+                        )));
+                    }
+                }
+            }
         }
         if self.reward_timeout_seconds == 0
             || self.reward_timeout_seconds > limits::MAX_REWARD_TIMEOUT_SECONDS

@@ -63,6 +63,26 @@ pub enum PolicyFile {
         segment_prior_strength: Option<f64>,
     },
     Uniform {},
+    Linucb {
+        #[serde(default)]
+        alpha: f64,
+        #[serde(default)]
+        lambda: f64,
+        #[serde(default)]
+        epsilon: f64,
+        features: Vec<String>,
+        #[serde(default)]
+        missing: MissingFile,
+    },
+}
+
+/// `missing = "reject"` (default) or `"zero"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingFile {
+    #[default]
+    Reject,
+    Zero,
 }
 
 impl CampaignFile {
@@ -89,6 +109,22 @@ impl CampaignFile {
             Some(PolicyFile::Uniform {}) => {
                 Some(pb::campaign::Policy::Uniform(pb::UniformSplit {}))
             }
+            Some(PolicyFile::Linucb {
+                alpha,
+                lambda,
+                epsilon,
+                features,
+                missing,
+            }) => Some(pb::campaign::Policy::Linucb(pb::LinUcb {
+                alpha,
+                features,
+                lambda,
+                epsilon,
+                missing: match missing {
+                    MissingFile::Reject => pb::MissingFeature::Reject as i32,
+                    MissingFile::Zero => pb::MissingFeature::Zero as i32,
+                },
+            })),
         };
         pb::Campaign {
             id: self.id,
@@ -202,13 +238,15 @@ pub async fn choose(
     id: &str,
     segment: &str,
     decision_id: &str,
+    context: &[String],
 ) -> Result<String, CliError> {
+    let context = parse_context(context)?;
     let mut client = BanditClient::new(channel(target).await?);
     let r = client
         .choose(pb::ChooseRequest {
             campaign_id: id.to_string(),
             segment: segment.to_string(),
-            context: HashMap::new(),
+            context,
             decision_id: decision_id.to_string(),
         })
         .await?
@@ -233,6 +271,25 @@ pub async fn reward(target: &str, decision_id: &str, value: f64) -> Result<Strin
     } else {
         "reward learned\n".to_string()
     })
+}
+
+/// `name=value` pairs from `--context`.
+fn parse_context(pairs: &[String]) -> Result<HashMap<String, f64>, CliError> {
+    pairs
+        .iter()
+        .map(|p| {
+            let bad = |why: &str| CliError::Parse {
+                path: "--context".into(),
+                message: format!("{p:?}: {why} (expected name=value, e.g. recency_days=12)"),
+            };
+            let (name, value) = p.split_once('=').ok_or_else(|| bad("no '='"))?;
+            let value: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad("the value is not a number"))?;
+            Ok((name.trim().to_string(), value))
+        })
+        .collect()
 }
 
 fn policy_name(c: &pb::Campaign) -> &'static str {
@@ -280,6 +337,13 @@ fn describe(c: &pb::Campaign) -> String {
 /// A readable per-segment table.
 pub fn stats_table(s: &pb::GetStatsResponse) -> String {
     let mut out = format!("campaign {}\n", s.campaign_id);
+    let contextual = s
+        .segments
+        .first()
+        .is_some_and(|g| g.arms.iter().any(|a| !a.theta.is_empty()));
+    if contextual {
+        return linear_table(s, out);
+    }
     for seg in &s.segments {
         let name = if seg.segment.is_empty() {
             "(all segments)"
@@ -309,6 +373,56 @@ pub fn stats_table(s: &pb::GetStatsResponse) -> String {
                 100.0 * a.ci_low,
                 100.0 * a.ci_high,
                 100.0 * a.prob_best
+            );
+        }
+    }
+    out
+}
+
+/// Stats of a contextual campaign: tallies per segment, then θ per arm.
+fn linear_table(s: &pb::GetStatsResponse, mut out: String) -> String {
+    for seg in &s.segments {
+        let name = if seg.segment.is_empty() {
+            "(all segments)"
+        } else {
+            seg.segment.as_str()
+        };
+        let _ = writeln!(out, "\nsegment {name}");
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>9} {:>8} {:>11} {:>10}",
+            "ARM", "PULLS", "PENDING", "REWARD_SUM", "MEAN"
+        );
+        for a in &seg.arms {
+            let id = if a.retired {
+                format!("{} (retired)", a.arm_id)
+            } else {
+                a.arm_id.clone()
+            };
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>9} {:>8} {:>11.2} {:>10.4}",
+                id, a.pulls, a.pending, a.reward_sum, a.mean
+            );
+        }
+    }
+    if let Some(all) = s.segments.first() {
+        let _ = writeln!(
+            out,
+            "\nθ per arm (ridge estimate; bonus = exploration bonus at the average customer)"
+        );
+        for a in &all.arms {
+            let weights: Vec<String> = a
+                .theta
+                .iter()
+                .map(|w| format!("{}={:+.4}", w.feature, w.weight))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {:<24} bonus {:.4}  {}",
+                a.arm_id,
+                a.exploration_bonus,
+                weights.join(" ")
             );
         }
     }

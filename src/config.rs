@@ -48,6 +48,9 @@ pub enum Command {
         /// Caller-chosen decision id (idempotency key).
         #[arg(long, default_value = "")]
         decision_id: String,
+        /// A context feature for contextual campaigns, as name=value (repeatable).
+        #[arg(long = "context", value_name = "NAME=VALUE")]
+        context: Vec<String>,
         #[command(flatten)]
         target: Target,
     },

@@ -88,8 +88,18 @@ async fn client(command: Command) -> Result<String, cli::CliError> {
             campaign_id,
             segment,
             decision_id,
+            context,
             target,
-        } => cli::choose(&target.target, &campaign_id, &segment, &decision_id).await,
+        } => {
+            cli::choose(
+                &target.target,
+                &campaign_id,
+                &segment,
+                &decision_id,
+                &context,
+            )
+            .await
+        }
         Command::Reward {
             decision_id,
             value,

@@ -2,10 +2,11 @@
 //! restarts, against the in-memory store as the reference.
 
 use banditd::campaign::{ArmSpec, CampaignSpec, PolicySpec};
+use banditd::policy::linucb::LinearArm;
 use banditd::policy::thompson::ArmCounts;
 use banditd::store::{
-    DecisionRecord, DecisionStatus, MemoryStore, PosteriorKey, PosteriorRow, SledOptions,
-    SledStore, Snapshot, Store,
+    DecisionRecord, DecisionStatus, LinearRow, MemoryStore, PosteriorKey, PosteriorRow,
+    SledOptions, SledStore, Snapshot, Store,
 };
 use proptest::prelude::*;
 use std::path::Path;
@@ -59,6 +60,12 @@ fn decision(d: u8, c: u8, s: u8, status: DecisionStatus) -> DecisionRecord {
         } else {
             0.5
         },
+        // Campaign 2 is contextual: its decisions carry a context vector.
+        context: if c == 2 {
+            vec![1.0, f64::from(d) / 7.0, -0.25]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -81,6 +88,7 @@ fn sorted(mut s: Snapshot) -> Snapshot {
     s.campaigns.sort_by(|a, b| a.id.cmp(&b.id));
     s.posteriors.sort_by(|a, b| a.0.cmp(&b.0));
     s.decisions.sort_by(|a, b| a.id.cmp(&b.id));
+    s.linear.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     s
 }
 
@@ -136,7 +144,17 @@ fn apply(store: &dyn Store, op: &Op, live_decisions: &[(String, String)]) {
                 },
                 through: n * 3 + 1,
             };
-            store.record_outcome(&key, &row, &rec).expect("outcome");
+            let linear = (c == 2).then(|| {
+                let mut arm = LinearArm::new(3, 1.0);
+                arm.update(&rec.context, f64::from(r) / 10.0);
+                LinearRow {
+                    arm,
+                    through: row.through,
+                }
+            });
+            store
+                .record_outcome(&key, &row, linear.as_ref(), &rec)
+                .expect("outcome");
         }
         Op::RemoveDecision(d) => store
             .remove_decision(&format!("decision-{d}"))

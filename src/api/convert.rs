@@ -54,11 +54,22 @@ impl TryFrom<pb::Campaign> for CampaignSpec {
                     .unwrap_or(DEFAULT_SEGMENT_PRIOR_STRENGTH),
             },
             Some(pb::campaign::Policy::Uniform(_)) => PolicySpec::Uniform,
-            Some(pb::campaign::Policy::Linucb(_)) => {
-                return Err(Status::invalid_argument(
-                    "policy linucb is not available in this version of banditd",
-                ))
-            }
+            Some(pb::campaign::Policy::Linucb(l)) => PolicySpec::LinUcb {
+                alpha: if l.alpha == 0.0 { 1.0 } else { l.alpha },
+                lambda: if l.lambda == 0.0 { 1.0 } else { l.lambda },
+                epsilon: l.epsilon,
+                missing_zero: match pb::MissingFeature::try_from(l.missing) {
+                    Ok(pb::MissingFeature::Zero) => true,
+                    Ok(pb::MissingFeature::Reject) => false,
+                    Err(_) => {
+                        return Err(Status::invalid_argument(format!(
+                            "linucb.missing: unknown value {}",
+                            l.missing
+                        )))
+                    }
+                },
+                features: l.features,
+            },
         };
         Ok(CampaignSpec {
             id: c.id,
@@ -94,6 +105,23 @@ impl From<CampaignSpec> for pb::Campaign {
                 segment_prior_strength: Some(segment_prior_strength),
             }),
             PolicySpec::Uniform => pb::campaign::Policy::Uniform(pb::UniformSplit {}),
+            PolicySpec::LinUcb {
+                alpha,
+                lambda,
+                epsilon,
+                features,
+                missing_zero,
+            } => pb::campaign::Policy::Linucb(pb::LinUcb {
+                alpha,
+                features,
+                lambda,
+                epsilon,
+                missing: if missing_zero {
+                    pb::MissingFeature::Zero as i32
+                } else {
+                    pb::MissingFeature::Reject as i32
+                },
+            }),
         };
         pb::Campaign {
             id: c.id,
@@ -124,6 +152,12 @@ impl From<ArmReport> for pb::ArmStats {
             prob_best: a.prob_best,
             pending: a.pending,
             retired: a.retired,
+            theta: a
+                .theta
+                .into_iter()
+                .map(|(feature, weight)| pb::FeatureWeight { feature, weight })
+                .collect(),
+            exploration_bonus: a.exploration_bonus,
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct Decision {
     pub outcome_seq: u64,
     /// The reward learned once resolved.
     pub reward: f64,
+    /// Contextual campaigns: the context vector (intercept first).
+    pub context: Option<Arc<[f64]>>,
 }
 
 /// One shard: decision id → decision.

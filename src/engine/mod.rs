@@ -26,10 +26,12 @@ mod stats;
 
 pub use stats::{ArmReport, SegmentReport};
 
-use crate::campaign::{self, limits, validate_id, validate_segment, ArmSpec, CampaignSpec};
+use crate::campaign::{
+    self, limits, validate_id, validate_segment, ArmSpec, CampaignSpec, PolicySpec,
+};
 use crate::error::{invalid, Error, Result};
 use crate::store::{
-    DecisionRecord, DecisionStatus, GroupCommit, PosteriorKey, PosteriorRow, Store,
+    DecisionRecord, DecisionStatus, GroupCommit, LinearRow, PosteriorKey, PosteriorRow, Store,
 };
 use decisions::{Decision, DecisionIndex};
 use parking_lot::RwLock;
@@ -172,10 +174,24 @@ impl Engine {
             tally.through = row.through;
             st.outcome_seq = st.outcome_seq.max(row.through);
         }
+        for (campaign, arm, row) in snap.linear {
+            let Some(cell) = map.get(campaign.as_str()) else {
+                continue;
+            };
+            let mut st = cell.state.lock();
+            let arm = arm as usize;
+            let fits = st.linear.get(arm).is_some_and(|l| l.dim() == row.arm.dim());
+            if fits {
+                st.outcome_seq = st.outcome_seq.max(row.through);
+                st.linear[arm] = row.arm;
+                st.linear_through[arm] = row.through;
+            }
+        }
         let mut decisions = snap.decisions;
         decisions.sort_by_key(|d| d.deadline_ms);
         let mut orphans = Vec::new();
         let mut folded = Vec::new();
+        let mut linear_folded = Vec::new();
         for d in decisions {
             let Some(cell) = map.get(d.campaign.as_str()) else {
                 orphans.push(d.id);
@@ -200,6 +216,13 @@ impl Engine {
                     tally.through = d.outcome_seq;
                     folded.push((cell.clone(), d.segment.clone(), d.arm));
                 }
+                if !d.context.is_empty()
+                    && d.outcome_seq > st.linear_through.get(arm).copied().unwrap_or(u64::MAX)
+                {
+                    st.linear[arm].update(&d.context, d.reward);
+                    st.linear_through[arm] = d.outcome_seq;
+                    linear_folded.push((cell.clone(), d.arm));
+                }
             }
             st.deadlines.push_back((d.deadline_ms, id.clone()));
             self.decisions.shard(&id).lock().insert(
@@ -214,6 +237,7 @@ impl Engine {
                     status: d.status,
                     outcome_seq: d.outcome_seq,
                     reward: d.reward,
+                    context: (!d.context.is_empty()).then(|| Arc::from(d.context)),
                 },
             );
         }
@@ -231,6 +255,14 @@ impl Engine {
             };
             self.store.put_posterior(&key, &row)?;
             tracing::warn!(campaign = %key.campaign, segment = %key.segment, arm, "outcome folded in after an interrupted write");
+        }
+        for (cell, arm) in linear_folded {
+            let st = cell.state.lock();
+            let row = LinearRow {
+                arm: st.linear[arm as usize].clone(),
+                through: st.linear_through[arm as usize],
+            };
+            self.store.put_linear(&st.spec.id, arm, &row)?;
         }
         for cell in map.values() {
             let mut st = cell.state.lock();
@@ -409,12 +441,6 @@ impl Engine {
             )));
         }
         let cell = self.campaign(&req.campaign_id)?;
-        if let Some((name, _)) = req.context.first() {
-            return Err(invalid(format!(
-                "context feature {name:?} is unknown: campaign {:?} uses no context features",
-                req.campaign_id
-            )));
-        }
         if let Some(id) = &req.decision_id {
             if let Some(existing) = self.decisions.get(id) {
                 return self.replay(&cell, req, id, &existing);
@@ -431,8 +457,9 @@ impl Engine {
                 limits::MAX_SEGMENTS
             )));
         }
+        let x = context_vector(&st.spec.policy, &req.campaign_id, &req.context)?;
         st.segment_mut(&req.segment);
-        let pick = st.choose(&req.segment);
+        let pick = st.choose(&req.segment, x.as_deref());
         let timeout_ms = u64::from(st.spec.reward_timeout_seconds) * 1000;
         let last_deadline = st.deadlines.back().map_or(0, |(d, _)| *d);
         let deadline_ms = (now + timeout_ms).max(last_deadline);
@@ -450,6 +477,7 @@ impl Engine {
             status: DecisionStatus::Pending,
             outcome_seq: 0,
             reward: 0.0,
+            context: x.map(Arc::from),
         };
         {
             let mut shard = self.decisions.shard(&id).lock();
@@ -647,15 +675,31 @@ fn resolve(
     resolved.status = status;
     resolved.outcome_seq = seq;
     resolved.reward = reward;
+    let linear = match (&d.context, st.linear.get(arm)) {
+        (Some(x), Some(stats)) => {
+            let mut stats = stats.clone();
+            stats.update(x, reward);
+            Some(LinearRow {
+                arm: stats,
+                through: seq,
+            })
+        }
+        _ => None,
+    };
     store.record_outcome(
         &key,
         &PosteriorRow {
             counts,
             through: seq,
         },
+        linear.as_ref(),
         &record(id, &resolved),
     )?;
     st.learn(&d.segment, arm, counts, reward, seq);
+    if let Some(l) = linear {
+        st.linear[arm] = l.arm;
+        st.linear_through[arm] = seq;
+    }
     *d = resolved;
     Ok(())
 }
@@ -672,7 +716,64 @@ fn record(id: &str, d: &Decision) -> DecisionRecord {
         status: d.status,
         outcome_seq: d.outcome_seq,
         reward: d.reward,
+        context: d
+            .context
+            .as_deref()
+            .map(<[f64]>::to_vec)
+            .unwrap_or_default(),
     }
+}
+
+/// The context vector of a request for a campaign with `policy`: the
+/// intercept (1) followed by the campaign's features in their order. `None`
+/// for non-contextual campaigns, which accept no features at all.
+fn context_vector(
+    policy: &PolicySpec,
+    campaign: &str,
+    context: &[(String, f64)],
+) -> Result<Option<Vec<f64>>> {
+    let features = policy.features();
+    if features.is_empty() {
+        if let Some((name, _)) = context.first() {
+            return Err(invalid(format!(
+                "context feature {name:?} is unknown: campaign {campaign:?} uses no context features"
+            )));
+        }
+        return Ok(None);
+    }
+    let mut x = vec![f64::NAN; features.len() + 1];
+    x[0] = 1.0;
+    for (name, v) in context {
+        if !v.is_finite() {
+            return Err(invalid(format!(
+                "context feature {name:?} is not finite: {v}"
+            )));
+        }
+        let i = features.iter().position(|f| f == name).ok_or_else(|| {
+            invalid(format!(
+                "context feature {name:?} is unknown to campaign {campaign:?}"
+            ))
+        })?;
+        x[i + 1] = *v;
+    }
+    let missing_zero = matches!(
+        policy,
+        PolicySpec::LinUcb {
+            missing_zero: true,
+            ..
+        }
+    );
+    for (i, f) in features.iter().enumerate() {
+        if x[i + 1].is_nan() {
+            if !missing_zero {
+                return Err(invalid(format!(
+                    "context feature {f:?} is missing (campaign {campaign:?} does not treat missing features as 0)"
+                )));
+            }
+            x[i + 1] = 0.0;
+        }
+    }
+    Ok(Some(x))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! decides when to persist what these methods compute.
 
 use crate::campaign::{CampaignSpec, PolicySpec};
+use crate::policy::linucb::{self, LinUcbParams, LinearArm};
 use crate::policy::thompson::{self, ArmCounts, BetaParams, ThompsonPrior, PROPENSITY_DRAWS};
 use crate::policy::uniform_choice;
 use parking_lot::Mutex;
@@ -80,6 +81,10 @@ pub struct CampaignState {
     pub arms_version: u32,
     /// Sequence number of the last outcome learned (see `store` docs).
     pub outcome_seq: u64,
+    /// Contextual campaigns: per arm, the ridge statistics (campaign-wide)
+    /// and the highest outcome sequence number counted in them.
+    pub linear: Vec<LinearArm>,
+    pub linear_through: Vec<u64>,
     /// Reused buffers for one decision (no allocation on the hot path).
     scratch_posteriors: Vec<BetaParams>,
     scratch_arms: Vec<usize>,
@@ -95,7 +100,7 @@ pub struct Pick {
 impl CampaignState {
     pub fn new(spec: CampaignSpec, rng: SmallRng) -> Self {
         let arms = spec.arms.len();
-        CampaignState {
+        let mut st = CampaignState {
             spec,
             rng,
             aggregate: vec![ArmTally::default(); arms],
@@ -104,8 +109,28 @@ impl CampaignState {
             retention: VecDeque::new(),
             arms_version: 0,
             outcome_seq: 0,
+            linear: Vec::new(),
+            linear_through: Vec::new(),
             scratch_posteriors: Vec::new(),
             scratch_arms: Vec::new(),
+        };
+        st.widen_linear();
+        st
+    }
+
+    /// Contextual campaigns: ridge statistics for every arm (new arms start at λI).
+    fn widen_linear(&mut self) {
+        if let PolicySpec::LinUcb {
+            lambda,
+            ref features,
+            ..
+        } = self.spec.policy
+        {
+            let d = features.len() + 1;
+            while self.linear.len() < self.spec.arms.len() {
+                self.linear.push(LinearArm::new(d, lambda));
+                self.linear_through.push(0);
+            }
         }
     }
 
@@ -120,7 +145,7 @@ impl CampaignState {
                 beta: prior_beta,
                 pooling: segment_prior_strength,
             }),
-            PolicySpec::Uniform => None,
+            PolicySpec::Uniform | PolicySpec::LinUcb { .. } => None,
         }
     }
 
@@ -157,15 +182,44 @@ impl CampaignState {
         }
     }
 
-    /// Picks an arm for `segment` (which must exist, see [`Self::segment_mut`]).
-    pub fn choose(&mut self, segment: &str) -> Pick {
+    /// Picks an arm for `segment` (which must exist, see
+    /// [`Self::segment_mut`]); `x` is the context vector of a contextual
+    /// campaign (intercept first, validated by the engine).
+    pub fn choose(&mut self, segment: &str, x: Option<&[f64]>) -> Pick {
         self.scratch_arms.clear();
         self.scratch_arms.extend(self.spec.active_arms());
         debug_assert!(
             !self.scratch_arms.is_empty(),
             "validation keeps one active arm"
         );
-        let Some(prior) = self.prior() else {
+        let prior = match self.spec.policy {
+            PolicySpec::Thompson { .. } => self.prior(),
+            PolicySpec::Uniform => None,
+            PolicySpec::LinUcb {
+                alpha,
+                lambda,
+                epsilon,
+                ..
+            } => {
+                let params = LinUcbParams {
+                    alpha,
+                    lambda,
+                    epsilon,
+                };
+                let choice = x.and_then(|x| {
+                    linucb::choose_ucb(&self.linear, &self.scratch_arms, x, &params, &mut self.rng)
+                });
+                debug_assert!(choice.is_some(), "the engine validates the context");
+                if let Some(c) = choice {
+                    return Pick {
+                        arm: c.arm,
+                        propensity: c.propensity,
+                    };
+                }
+                None
+            }
+        };
+        let Some(prior) = prior else {
             let (i, propensity) = uniform_choice(self.scratch_arms.len(), &mut self.rng);
             return Pick {
                 arm: self.scratch_arms[i],

@@ -6,9 +6,10 @@
 //! fixed seed so the same state always gives the same report.
 
 use super::Engine;
-use crate::campaign::validate_segment;
+use crate::campaign::{validate_segment, PolicySpec, INTERCEPT};
 use crate::error::Result;
 use crate::policy::beta::credible_interval_95;
+use crate::policy::linucb::LinearArm;
 use crate::policy::thompson::{prob_best, BetaParams};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -30,6 +31,10 @@ pub struct ArmReport {
     pub ci_high: f64,
     pub prob_best: f64,
     pub retired: bool,
+    /// Contextual campaigns: θ per feature ("intercept" first).
+    pub theta: Vec<(String, f64)>,
+    /// Contextual campaigns: sqrt(x̄ᵀA⁻¹x̄) at the average context seen.
+    pub exploration_bonus: f64,
 }
 
 /// All arms of one segment; segment "" is the campaign-wide aggregate.
@@ -51,7 +56,7 @@ impl Engine {
     pub fn stats(&self, campaign_id: &str, segment: &str) -> Result<Vec<SegmentReport>> {
         validate_segment(segment)?;
         let cell = self.campaign(campaign_id)?;
-        let (rows, arms) = {
+        let (rows, arms, linear) = {
             let st = cell.state.lock();
             let prior = st.stats_prior();
             let mut rows = Vec::new();
@@ -90,8 +95,21 @@ impl Engine {
             } else {
                 push(segment, Some(&super::state::Segment::default()));
             }
-            (rows, st.spec.arms.clone())
+            let linear = match &st.spec.policy {
+                PolicySpec::LinUcb {
+                    lambda, features, ..
+                } => Some(LinearSnapshot {
+                    arms: st.linear.clone(),
+                    lambda: *lambda,
+                    names: std::iter::once(INTERCEPT.to_string())
+                        .chain(features.iter().cloned())
+                        .collect(),
+                }),
+                _ => None,
+            };
+            (rows, st.spec.arms.clone(), linear)
         };
+        let linear = linear.map(|l| l.report());
         let mut rng = SmallRng::seed_from_u64(0x5747_5354);
         let active: Vec<usize> = (0..arms.len()).filter(|&a| !arms[a].retired).collect();
         Ok(rows
@@ -116,7 +134,7 @@ impl Engine {
                         let (n, pending, sum) = row.tallies[a];
                         let post = row.posteriors[a];
                         let (ci_low, ci_high) = credible_interval_95(post.alpha, post.beta);
-                        ArmReport {
+                        let mut report = ArmReport {
                             arm_id: spec.id.clone(),
                             pulls: n + pending,
                             pending,
@@ -126,7 +144,18 @@ impl Engine {
                             ci_high,
                             prob_best: best[a],
                             retired: spec.retired,
+                            theta: Vec::new(),
+                            exploration_bonus: 0.0,
+                        };
+                        if let Some(lin) = linear.as_ref().and_then(|l| l.get(a)) {
+                            report.mean = if n > 0 { sum / n as f64 } else { 0.0 };
+                            report.ci_low = lin.prediction - 1.96 * lin.bonus;
+                            report.ci_high = lin.prediction + 1.96 * lin.bonus;
+                            report.prob_best = 0.0;
+                            report.theta = lin.theta.clone();
+                            report.exploration_bonus = lin.bonus;
                         }
+                        report
                     })
                     .collect();
                 SegmentReport {
@@ -135,5 +164,51 @@ impl Engine {
                 }
             })
             .collect())
+    }
+}
+
+/// A copy of a contextual campaign's ridge statistics, taken under the lock.
+struct LinearSnapshot {
+    arms: Vec<LinearArm>,
+    lambda: f64,
+    names: Vec<String>,
+}
+
+/// What a report says about one contextual arm.
+struct LinearLine {
+    theta: Vec<(String, f64)>,
+    prediction: f64,
+    bonus: f64,
+}
+
+impl LinearSnapshot {
+    /// θ per arm, and the prediction and bonus at the average context. The
+    /// average is read off the statistics themselves: with the intercept
+    /// first, row 0 of `A − λI` summed over arms is `(n, Σx₁, …, Σx_d)`.
+    fn report(self) -> Vec<LinearLine> {
+        let d = self.names.len();
+        let mut sums = vec![0.0; d];
+        for arm in &self.arms {
+            for (j, s) in sums.iter_mut().enumerate() {
+                let a = arm.a.get(j).copied().unwrap_or(0.0);
+                *s += if j == 0 { a - self.lambda } else { a };
+            }
+        }
+        let n = sums[0];
+        let mean: Vec<f64> = if n > 0.5 {
+            sums.iter().map(|s| s / n).collect()
+        } else {
+            std::iter::once(1.0)
+                .chain(std::iter::repeat_n(0.0, d - 1))
+                .collect()
+        };
+        self.arms
+            .iter()
+            .map(|arm| LinearLine {
+                theta: self.names.iter().cloned().zip(arm.theta()).collect(),
+                prediction: arm.predict(&mean),
+                bonus: arm.bonus(&mean),
+            })
+            .collect()
     }
 }

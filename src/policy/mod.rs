@@ -7,9 +7,11 @@
 //!
 //! - [`beta`]: Beta special functions (CDF, quantiles, exact two-arm case).
 //! - [`thompson`]: Beta-Bernoulli Thompson sampling with segment pooling.
+//! - [`linucb`]: disjoint LinUCB (and linear Thompson sampling) over context features.
 //! - uniform split: no state at all, see [`uniform_choice`].
 
 pub mod beta;
+pub mod linucb;
 pub mod thompson;
 
 use rand::Rng;

@@ -35,9 +35,10 @@ pub struct ArmCounts {
 }
 
 impl ArmCounts {
-    /// Learns one reward in [0, 1].
+    /// Learns one reward (in [0, 1] for Beta posteriors; any finite value
+    /// for the plain tallies of contextual campaigns).
     pub fn add(&mut self, reward: f64) {
-        debug_assert!((0.0..=1.0).contains(&reward));
+        debug_assert!(reward.is_finite());
         self.n += 1;
         self.sum += reward;
     }

@@ -1,7 +1,7 @@
 //! An in-memory [`Store`]: the simulator's and the unit tests' store, and the
 //! reference model the sled store is checked against.
 
-use super::{DecisionRecord, PosteriorKey, PosteriorRow, Snapshot, Store};
+use super::{DecisionRecord, LinearRow, PosteriorKey, PosteriorRow, Snapshot, Store};
 use crate::campaign::CampaignSpec;
 use crate::error::StoreError;
 use parking_lot::Mutex;
@@ -20,6 +20,7 @@ struct State {
     campaigns: BTreeMap<String, CampaignSpec>,
     posteriors: BTreeMap<PosteriorKey, PosteriorRow>,
     decisions: BTreeMap<String, DecisionRecord>,
+    linear: BTreeMap<(String, u32), LinearRow>,
 }
 
 impl MemoryStore {
@@ -35,6 +36,11 @@ impl Store for MemoryStore {
             campaigns: s.campaigns.values().cloned().collect(),
             posteriors: s.posteriors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             decisions: s.decisions.values().cloned().collect(),
+            linear: s
+                .linear
+                .iter()
+                .map(|((c, a), r)| (c.clone(), *a, r.clone()))
+                .collect(),
         })
     }
 
@@ -50,6 +56,7 @@ impl Store for MemoryStore {
         let mut s = self.state.lock();
         s.campaigns.remove(id);
         s.posteriors.retain(|k, _| k.campaign != id);
+        s.linear.retain(|(c, _), _| c != id);
         for d in decisions {
             s.decisions.remove(d);
         }
@@ -68,11 +75,23 @@ impl Store for MemoryStore {
         &self,
         key: &PosteriorKey,
         row: &PosteriorRow,
+        linear: Option<&LinearRow>,
         decision: &DecisionRecord,
     ) -> Result<(), StoreError> {
         let mut s = self.state.lock();
         s.decisions.insert(decision.id.clone(), decision.clone());
         s.posteriors.insert(key.clone(), *row);
+        if let Some(l) = linear {
+            s.linear.insert((key.campaign.clone(), key.arm), l.clone());
+        }
+        Ok(())
+    }
+
+    fn put_linear(&self, campaign: &str, arm: u32, row: &LinearRow) -> Result<(), StoreError> {
+        self.state
+            .lock()
+            .linear
+            .insert((campaign.to_string(), arm), row.clone());
         Ok(())
     }
 

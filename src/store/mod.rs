@@ -28,6 +28,7 @@ pub use sled_store::{SledOptions, SledStore};
 
 use crate::campaign::CampaignSpec;
 use crate::error::StoreError;
+use crate::policy::linucb::LinearArm;
 use crate::policy::thompson::ArmCounts;
 
 /// Where one arm's statistics live: (campaign, segment, arm index).
@@ -75,6 +76,17 @@ pub struct DecisionRecord {
     pub outcome_seq: u64,
     /// The reward learned (0 while pending).
     pub reward: f64,
+    /// Contextual campaigns: the context vector the decision was made with
+    /// (intercept first), so a delayed reward updates the arm with the right x.
+    pub context: Vec<f64>,
+}
+
+/// One LinUCB arm's persisted statistics (bit-for-bit, cached inverse included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearRow {
+    pub arm: LinearArm,
+    /// Highest outcome sequence number of the campaign counted in `arm`.
+    pub through: u64,
 }
 
 /// Everything a store holds, read at start-up.
@@ -83,10 +95,13 @@ pub struct Snapshot {
     pub campaigns: Vec<CampaignSpec>,
     pub posteriors: Vec<(PosteriorKey, PosteriorRow)>,
     pub decisions: Vec<DecisionRecord>,
+    /// (campaign, arm index, statistics) of contextual campaigns.
+    pub linear: Vec<(String, u32, LinearRow)>,
 }
 
 /// The persistence seam. Implementations must be safe to call from many
-/// threads; each method is one atomic write.
+/// threads; each method is atomic except `record_outcome`, whose crash
+/// behaviour is described in the module doc.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Reads the whole state (campaigns, posteriors, decisions).
     fn load(&self) -> Result<Snapshot, StoreError>;
@@ -97,13 +112,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Creates or overwrites a decision.
     fn put_decision(&self, decision: &DecisionRecord) -> Result<(), StoreError>;
     /// Persists one outcome: the resolved `decision` first, then the arm's
-    /// `row` (see the module doc for why this order makes it crash-safe).
+    /// `row`, then (contextual campaigns) its `linear` statistics; see the
+    /// module doc for why this order makes it crash-safe.
     fn record_outcome(
         &self,
         key: &PosteriorKey,
         row: &PosteriorRow,
+        linear: Option<&LinearRow>,
         decision: &DecisionRecord,
     ) -> Result<(), StoreError>;
+    /// Overwrites one contextual arm's statistics (start-up folding).
+    fn put_linear(&self, campaign: &str, arm: u32, row: &LinearRow) -> Result<(), StoreError>;
     /// Overwrites one arm's row (start-up folding).
     fn put_posterior(&self, key: &PosteriorKey, row: &PosteriorRow) -> Result<(), StoreError>;
     /// Forgets a resolved decision (after its retention).

@@ -7,7 +7,8 @@
 //! |---|---|
 //! | `c` campaign-id | campaign definition (JSON; rare writes, readable) |
 //! | `p` len campaign len segment arm:u32be | n:u64be, reward_sum:f64be, through:u64be (24 bytes) |
-//! | `d` decision-id | status:u8 arm:u32 propensity:f64 created:u64 deadline:u64 outcome_seq:u64 reward:f64 len campaign len segment |
+//! | `d` decision-id | status:u8 arm:u32 propensity:f64 created:u64 deadline:u64 outcome_seq:u64 reward:f64 len campaign len segment n:u16 context:f64×n |
+//! | `l` len campaign arm:u32be | d:u16 updates:u32 pulls:u64 reward_sum:f64 through:u64 A:f64×d² b:f64×d A⁻¹:f64×d² |
 //!
 //! Lengths are one byte (ids are at most 128 bytes, see `campaign::limits`).
 //!
@@ -17,9 +18,12 @@
 //! sled's flush uses `sync_file_range`, which survives a killed process but
 //! not a power cut.
 
-use super::{DecisionRecord, DecisionStatus, PosteriorKey, PosteriorRow, Snapshot, Store};
+use super::{
+    DecisionRecord, DecisionStatus, LinearRow, PosteriorKey, PosteriorRow, Snapshot, Store,
+};
 use crate::campaign::CampaignSpec;
 use crate::error::StoreError;
+use crate::policy::linucb::LinearArm;
 use crate::policy::thompson::ArmCounts;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -76,6 +80,10 @@ impl Store for SledStore {
                     .posteriors
                     .push((decode_posterior_key(&k)?, decode_row(&k, &v)?)),
                 Some(b'd') => snap.decisions.push(decode_decision(&k, &v)?),
+                Some(b'l') => {
+                    let (campaign, arm) = decode_linear_key(&k)?;
+                    snap.linear.push((campaign, arm, decode_linear(&k, &v)?));
+                }
                 _ => return Err(corrupt(&k, "unknown key prefix")),
             }
         }
@@ -96,6 +104,10 @@ impl Store for SledStore {
         for k in self.db.scan_prefix(&prefix).keys() {
             batch.remove(k?);
         }
+        prefix[0] = b'l';
+        for k in self.db.scan_prefix(&prefix).keys() {
+            batch.remove(k?);
+        }
         for d in decisions {
             batch.remove(prefixed(b'd', d));
         }
@@ -112,12 +124,25 @@ impl Store for SledStore {
         &self,
         key: &PosteriorKey,
         row: &PosteriorRow,
+        linear: Option<&LinearRow>,
         decision: &DecisionRecord,
     ) -> Result<(), StoreError> {
-        // Order matters: decision first, then the row (see `store` docs).
+        // Order matters: decision first, then the rows (see `store` docs).
         self.db
             .insert(prefixed(b'd', &decision.id), encode_decision(decision))?;
-        self.put_posterior(key, row)
+        self.put_posterior(key, row)?;
+        if let Some(l) = linear {
+            self.put_linear(&key.campaign, key.arm, l)?;
+        }
+        Ok(())
+    }
+
+    fn put_linear(&self, campaign: &str, arm: u32, row: &LinearRow) -> Result<(), StoreError> {
+        let mut k = vec![b'l'];
+        push_str(&mut k, campaign);
+        k.extend_from_slice(&arm.to_be_bytes());
+        self.db.insert(k, encode_linear(row))?;
+        Ok(())
     }
 
     fn put_posterior(&self, key: &PosteriorKey, row: &PosteriorRow) -> Result<(), StoreError> {
@@ -242,7 +267,63 @@ fn encode_decision(d: &DecisionRecord) -> Vec<u8> {
     v.extend_from_slice(&d.reward.to_bits().to_be_bytes());
     push_str(&mut v, &d.campaign);
     push_str(&mut v, &d.segment);
+    v.extend_from_slice(&(d.context.len() as u16).to_be_bytes());
+    for x in &d.context {
+        v.extend_from_slice(&x.to_bits().to_be_bytes());
+    }
     v
+}
+
+fn read_f64(key: &[u8], buf: &[u8], pos: &mut usize) -> Result<f64, StoreError> {
+    Ok(f64::from_bits(u64::from_be_bytes(read_array(
+        key, buf, pos,
+    )?)))
+}
+
+fn read_f64s(key: &[u8], buf: &[u8], pos: &mut usize, n: usize) -> Result<Vec<f64>, StoreError> {
+    (0..n).map(|_| read_f64(key, buf, pos)).collect()
+}
+
+fn decode_linear_key(key: &[u8]) -> Result<(String, u32), StoreError> {
+    let mut pos = 1;
+    let campaign = read_str(key, key, &mut pos)?;
+    let arm = u32::from_be_bytes(read_array(key, key, &mut pos)?);
+    Ok((campaign, arm))
+}
+
+fn encode_linear(r: &LinearRow) -> Vec<u8> {
+    let a = &r.arm;
+    let mut v = Vec::with_capacity(34 + 8 * (a.a.len() + a.b.len() + a.a_inv.len()));
+    v.extend_from_slice(&(a.dim() as u16).to_be_bytes());
+    v.extend_from_slice(&a.updates_since_refactor.to_be_bytes());
+    v.extend_from_slice(&a.pulls.to_be_bytes());
+    v.extend_from_slice(&a.reward_sum.to_bits().to_be_bytes());
+    v.extend_from_slice(&r.through.to_be_bytes());
+    for x in a.a.iter().chain(&a.b).chain(&a.a_inv) {
+        v.extend_from_slice(&x.to_bits().to_be_bytes());
+    }
+    v
+}
+
+fn decode_linear(key: &[u8], v: &[u8]) -> Result<LinearRow, StoreError> {
+    let mut pos = 0;
+    let d = u16::from_be_bytes(read_array(key, v, &mut pos)?) as usize;
+    let updates_since_refactor = u32::from_be_bytes(read_array(key, v, &mut pos)?);
+    let pulls = u64::from_be_bytes(read_array(key, v, &mut pos)?);
+    let reward_sum = read_f64(key, v, &mut pos)?;
+    let through = u64::from_be_bytes(read_array(key, v, &mut pos)?);
+    let arm = LinearArm {
+        a: read_f64s(key, v, &mut pos, d * d)?,
+        b: read_f64s(key, v, &mut pos, d)?,
+        a_inv: read_f64s(key, v, &mut pos, d * d)?,
+        updates_since_refactor,
+        pulls,
+        reward_sum,
+    };
+    if !arm.is_well_formed() || pos != v.len() {
+        return Err(corrupt(key, "malformed linear statistics"));
+    }
+    Ok(LinearRow { arm, through })
 }
 
 fn decode_decision(key: &[u8], v: &[u8]) -> Result<DecisionRecord, StoreError> {
@@ -263,6 +344,8 @@ fn decode_decision(key: &[u8], v: &[u8]) -> Result<DecisionRecord, StoreError> {
     let reward = f64::from_bits(u64::from_be_bytes(read_array(key, v, &mut pos)?));
     let campaign = read_str(key, v, &mut pos)?;
     let segment = read_str(key, v, &mut pos)?;
+    let n = u16::from_be_bytes(read_array(key, v, &mut pos)?) as usize;
+    let context = read_f64s(key, v, &mut pos, n)?;
     Ok(DecisionRecord {
         id,
         campaign,
@@ -274,5 +357,6 @@ fn decode_decision(key: &[u8], v: &[u8]) -> Result<DecisionRecord, StoreError> {
         status,
         outcome_seq,
         reward,
+        context,
     })
 }
