@@ -167,5 +167,52 @@ fn store_sled(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, policy, engine_memory, engine_sled, store_sled);
+/// LinUCB budgets: choose ≤ 10 µs for 20 arms × 20 features, update ≤ 2 µs.
+fn linucb(c: &mut Criterion) {
+    use banditd::policy::linucb::{choose_ucb, LinUcbParams, LinearArm};
+    use rand::Rng;
+    let (k, d) = (20, 21); // 20 features + the intercept
+    let mut rng = SmallRng::seed_from_u64(3);
+    let contexts: Vec<Vec<f64>> = (0..256)
+        .map(|_| {
+            std::iter::once(1.0)
+                .chain((1..d).map(|_| rng.random::<f64>() - 0.5))
+                .collect()
+        })
+        .collect();
+    let mut arms: Vec<LinearArm> = (0..k).map(|_| LinearArm::new(d, 1.0)).collect();
+    for (i, x) in contexts.iter().cycle().take(20_000).enumerate() {
+        arms[i % k].update(x, f64::from(u8::from(i % 7 == 0)));
+    }
+    let active: Vec<usize> = (0..k).collect();
+    let params = LinUcbParams {
+        alpha: 1.0,
+        lambda: 1.0,
+        epsilon: 0.02,
+    };
+    let mut i = 0;
+    c.bench_function("policy/linucb_choose_20_arms_20_features", |b| {
+        b.iter(|| {
+            i = (i + 1) % contexts.len();
+            choose_ucb(black_box(&arms), &active, &contexts[i], &params, &mut rng)
+        })
+    });
+    let mut arm = arms[0].clone();
+    let mut j = 0;
+    c.bench_function("policy/linucb_update_20_features", |b| {
+        b.iter(|| {
+            j = (j + 1) % contexts.len();
+            arm.update(black_box(&contexts[j]), 1.0)
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    policy,
+    linucb,
+    engine_memory,
+    engine_sled,
+    store_sled
+);
 criterion_main!(benches);

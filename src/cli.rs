@@ -314,6 +314,19 @@ fn describe(c: &pb::Campaign) -> String {
             t.segment_prior_strength.unwrap_or_default()
         );
     }
+    if let Some(pb::campaign::Policy::Linucb(l)) = &c.policy {
+        let missing = if l.missing == pb::MissingFeature::Zero as i32 {
+            "count as 0"
+        } else {
+            "are rejected"
+        };
+        let _ = writeln!(
+            out,
+            "linucb          alpha {}, lambda {}, epsilon {}; missing features {missing}",
+            l.alpha, l.lambda, l.epsilon
+        );
+        let _ = writeln!(out, "features        intercept + {}", l.features.join(", "));
+    }
     let _ = writeln!(
         out,
         "reward timeout  {}s (then default reward {})",

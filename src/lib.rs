@@ -2,13 +2,13 @@
 //!
 //! An ad server asks which offer to show a customer (`Choose`) and later says
 //! what happened (`Reward`). banditd learns online, per customer segment,
-//! with Thompson sampling, keeps what it learned in sled, and serves it all
-//! over gRPC.
+//! with Thompson sampling (or per customer, from their features, with
+//! LinUCB), keeps what it learned in sled, and serves it all over gRPC.
 //!
 //! # Layout
 //!
 //! - [`policy`]: pure, seedable decision math (Beta posteriors, Thompson
-//!   sampling with segment pooling, uniform split). No I/O, no clocks.
+//!   sampling with segment pooling, uniform split, LinUCB). No I/O, no clocks.
 //! - [`campaign`]: campaign definitions, defaults, limits and validation.
 //! - [`engine`]: campaigns in memory, pending decisions and the rules
 //!   (idempotency, reward timeout and default reward, reward ranges). The
