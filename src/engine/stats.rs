@@ -18,6 +18,8 @@ use rand::SeedableRng;
 const CAMPAIGN_DRAWS: u32 = 20_000;
 /// Joint draws per named segment (reports may list many).
 const SEGMENT_DRAWS: u32 = 4_000;
+/// Named segments in a report without a segment filter: the busiest ones.
+pub const MAX_REPORTED_SEGMENTS: usize = 1_000;
 
 /// One arm's line in a report.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +54,8 @@ struct Row {
 
 impl Engine {
     /// Statistics of a campaign: the campaign-wide aggregate first, then each
-    /// segment by name; or only `segment` when it is not empty.
+    /// segment by name (the [`MAX_REPORTED_SEGMENTS`] busiest, if there are
+    /// more); or only `segment` when it is not empty.
     pub fn stats(&self, campaign_id: &str, segment: &str) -> Result<Vec<SegmentReport>> {
         validate_segment(segment)?;
         let cell = self.campaign(campaign_id)?;
@@ -86,6 +89,16 @@ impl Engine {
                     .map(|k| &**k)
                     .filter(|k| !k.is_empty())
                     .collect();
+                if names.len() > MAX_REPORTED_SEGMENTS {
+                    // Keep the busiest segments; a filter reaches any other.
+                    let pulls = |n: &str| {
+                        st.segments.get(n).map_or(0, |g| {
+                            g.arms.iter().map(|a| a.counts.n + a.pending).sum::<u64>()
+                        })
+                    };
+                    names.sort_by_cached_key(|n| std::cmp::Reverse(pulls(n)));
+                    names.truncate(MAX_REPORTED_SEGMENTS);
+                }
                 names.sort_unstable();
                 for name in names {
                     push(name, st.segments.get(name));
