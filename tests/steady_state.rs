@@ -1,0 +1,94 @@
+//! Bounded state under steady traffic: expired and resolved decisions are
+//! forgotten, statistics are overwritten in place, so memory and disk stop
+//! growing once traffic is steady.
+
+use banditd::campaign::{ArmSpec, CampaignSpec, PolicySpec};
+use banditd::engine::{ChooseRequest, Clock, Engine, EngineOptions};
+use banditd::store::{SledOptions, SledStore, Store};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+// Three equal phases of traffic (half rewarded, half left to expire): the
+// number of remembered decisions stays at the retention window's size, every
+// outcome is counted, and disk use after the third phase is not much above
+// the second's (it does not grow with the total traffic).
+#[test]
+fn decisions_and_disk_stay_bounded_under_steady_traffic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(
+        SledStore::open(&SledOptions {
+            path: dir.path().to_path_buf(),
+            flush_every_ms: 100,
+            cache_bytes: 16 << 20,
+        })
+        .expect("sled"),
+    );
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let engine = Engine::open(
+        store.clone() as Arc<dyn Store>,
+        EngineOptions {
+            seed: Some(5),
+            clock: Clock::Manual(clock.clone()),
+        },
+    )
+    .expect("engine");
+    engine
+        .create_campaign(CampaignSpec {
+            id: "steady".into(),
+            arms: (0..5)
+                .map(|i| ArmSpec {
+                    id: format!("offer-{i}"),
+                    retired: false,
+                })
+                .collect(),
+            policy: PolicySpec::thompson_default(),
+            reward_timeout_seconds: 2,
+            default_reward: 0.0,
+        })
+        .expect("create");
+    let req = ChooseRequest {
+        campaign_id: "steady".into(),
+        segment: "returning".into(),
+        ..ChooseRequest::default()
+    };
+    const PER_PHASE: u64 = 30_000;
+    let mut sizes = Vec::new();
+    let mut max_remembered = 0;
+    for phase in 0..3u64 {
+        for i in 0..PER_PHASE {
+            // 10 decisions per simulated millisecond of traffic: 1,000 per 100 ms.
+            clock.fetch_add(u64::from(i % 10 == 0), Ordering::Relaxed);
+            let d = engine.choose(&req).expect("choose");
+            if i % 2 == 0 {
+                engine.reward(&d.decision_id, 1.0).expect("reward");
+            }
+            if i % 500 == 0 {
+                engine.expire_due().expect("sweep");
+                max_remembered = max_remembered.max(engine.decision_count());
+            }
+        }
+        store.flush().expect("flush");
+        sizes.push(store.size_on_disk().expect("size"));
+        eprintln!(
+            "phase {phase}: size on disk {} bytes, remembered decisions {}",
+            sizes[phase as usize],
+            engine.decision_count()
+        );
+    }
+    // Let everything expire and be forgotten.
+    clock.fetch_add(10_000, Ordering::Relaxed);
+    engine.expire_due().expect("sweep");
+    assert_eq!(engine.decision_count(), 0);
+    assert!(store.load().expect("load").decisions.is_empty());
+    // Retention: decisions live 2 × 2 s = 4 s = 40,000 decisions at this rate, plus one sweep.
+    assert!(max_remembered <= 41_000, "remembered {max_remembered}");
+    let stats = engine.stats("steady", "").expect("stats");
+    let pulls: u64 = stats[0].arms.iter().map(|a| a.pulls).sum();
+    let sum: f64 = stats[0].arms.iter().map(|a| a.reward_sum).sum();
+    assert_eq!(pulls, 3 * PER_PHASE);
+    assert_eq!(sum, (3 * PER_PHASE / 2) as f64);
+    assert!(
+        sizes[2] < sizes[1] * 3 / 2 + (1 << 20),
+        "disk grew with traffic: {sizes:?}"
+    );
+}
