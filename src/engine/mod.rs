@@ -42,6 +42,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// Decisions expired or forgotten per hold of a campaign's lock.
+const EXPIRY_BATCH: usize = 256;
+
 /// Where the engine reads the time (wall clock in ms since the Unix epoch).
 #[derive(Debug, Clone)]
 pub enum Clock {
@@ -607,43 +610,61 @@ impl Engine {
         let cells: Vec<Arc<CampaignCell>> = self.campaigns.read().values().cloned().collect();
         let mut expired = 0;
         for cell in cells {
-            let mut st = cell.state.lock();
-            let retention_ms = u64::from(st.spec.reward_timeout_seconds) * 1000;
-            while let Some((deadline, id)) = st.deadlines.front().cloned() {
-                if deadline >= now {
+            // Bounded work per lock hold, so a burst of expiries never
+            // stalls the campaign's decisions for long.
+            loop {
+                let (n, more) = self.expire_some(&cell, now)?;
+                expired += n;
+                if !more {
                     break;
                 }
-                {
-                    let mut shard = self.decisions.shard(&id).lock();
-                    if let Some(d) = shard.get_mut(&*id) {
-                        if d.status == DecisionStatus::Pending {
-                            let default = st.spec.default_reward;
-                            resolve(
-                                &*self.store,
-                                &mut st,
-                                &id,
-                                d,
-                                default,
-                                DecisionStatus::Expired,
-                            )?;
-                            expired += 1;
-                        }
-                    }
-                }
-                st.deadlines.pop_front();
-                st.retention
-                    .push_back((deadline.saturating_add(retention_ms), id));
-            }
-            while let Some((forget_at, id)) = st.retention.front().cloned() {
-                if forget_at >= now {
-                    break;
-                }
-                self.store.remove_decision(&id)?;
-                self.decisions.shard(&id).lock().remove(&*id);
-                st.retention.pop_front();
             }
         }
         Ok(expired)
+    }
+
+    /// Expires and forgets up to [`EXPIRY_BATCH`] decisions of one campaign.
+    /// Returns how many expired and whether work is left.
+    fn expire_some(&self, cell: &CampaignCell, now: u64) -> Result<(usize, bool)> {
+        let mut st = cell.state.lock();
+        let retention_ms = u64::from(st.spec.reward_timeout_seconds) * 1000;
+        let (mut expired, mut budget) = (0, EXPIRY_BATCH);
+        while let Some((deadline, id)) = st.deadlines.front().cloned() {
+            if deadline >= now || budget == 0 {
+                break;
+            }
+            budget -= 1;
+            {
+                let mut shard = self.decisions.shard(&id).lock();
+                if let Some(d) = shard.get_mut(&*id) {
+                    if d.status == DecisionStatus::Pending {
+                        let default = st.spec.default_reward;
+                        resolve(
+                            &*self.store,
+                            &mut st,
+                            &id,
+                            d,
+                            default,
+                            DecisionStatus::Expired,
+                        )?;
+                        expired += 1;
+                    }
+                }
+            }
+            st.deadlines.pop_front();
+            st.retention
+                .push_back((deadline.saturating_add(retention_ms), id));
+        }
+        while let Some((forget_at, id)) = st.retention.front().cloned() {
+            if forget_at >= now || budget == 0 {
+                break;
+            }
+            budget -= 1;
+            self.store.remove_decision(&id)?;
+            self.decisions.shard(&id).lock().remove(&*id);
+            st.retention.pop_front();
+        }
+        Ok((expired, budget == 0))
     }
 
     /// Decisions known to the engine (pending and remembered), for metrics and tests.
