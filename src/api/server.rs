@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// How often pending decisions are checked for their deadline.
 pub const DEFAULT_EXPIRY_INTERVAL: Duration = Duration::from_millis(200);
@@ -68,7 +67,10 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(bandit)
         .add_service(campaigns)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await;
     tracing::info!("connections drained; stopping background tasks");
     let _ = stop_tx.send(true);
