@@ -61,6 +61,39 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Simulate a campaign scenario offline and compare strategies (see simulations/README.md).
+    Simulate(SimulateArgs),
+}
+
+/// `simulate` flags.
+#[derive(Debug, Args, Clone)]
+pub struct SimulateArgs {
+    /// Scenario file (TOML).
+    pub scenario: PathBuf,
+    /// Independent runs (different customers each); intervals are across runs.
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Seed: the same seed gives the same results.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output folder (default ./sim-out/<scenario name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Comma-separated strategies: ab_test, uniform, thompson, thompson_segment, linucb, epsilon_greedy, oracle (default: all that apply).
+    #[arg(long)]
+    pub strategies: Option<String>,
+    /// Minimum detectable effect of the A/B test, as a relative lift over the baseline rate.
+    #[arg(long, default_value_t = 0.10)]
+    pub mde: f64,
+    /// Override the scenario's days.
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Override the scenario's customers per day.
+    #[arg(long)]
+    pub customers_per_day: Option<u64>,
+    /// Worker threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,6 +21,8 @@
 //! - [`config`]: command-line flags → validated daemon configuration.
 //! - [`cli`]: operator subcommands that talk to a running daemon.
 //! - [`error`]: the crate's error types.
+//! - [`sim`]: the campaign simulator (`banditd simulate`): synthetic customers
+//!   driven through the same engine, strategies compared on the same customers.
 //!
 //! Data flows one way: api → engine → policy, and engine → store.
 
@@ -31,6 +33,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod policy;
+pub mod sim;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -21,6 +21,21 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let Command::Simulate(args) = &parsed.command {
+        return match banditd::sim::run_cli(args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("banditd: {e}");
+                match e {
+                    banditd::sim::SimCliError::Usage(_) => ExitCode::from(EXIT_USAGE as u8),
+                    banditd::sim::SimCliError::Failed(_) => ExitCode::FAILURE,
+                }
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,7 +120,7 @@ async fn client(command: Command) -> Result<String, cli::CliError> {
             value,
             target,
         } => cli::reward(&target.target, &decision_id, value).await,
-        Command::Serve(_) => Ok(String::new()),
+        Command::Serve(_) | Command::Simulate(_) => Ok(String::new()),
     }
 }
 

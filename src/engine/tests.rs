@@ -231,3 +231,33 @@ fn interrupted_outcome_write_is_folded_in_exactly_once() {
     let e = engine(store, &clock, 6);
     assert_eq!(totals(&e, "c"), (3, 0, 3.0));
 }
+
+// A contextual decision that times out learns the default reward with the
+// context it was made with: θ moves towards the default for that customer.
+#[test]
+fn contextual_expiry_updates_the_arm_with_the_stored_context() {
+    let clock = Arc::new(AtomicU64::new(0));
+    let e = engine(Arc::new(MemoryStore::new()), &clock, 7);
+    let mut s = spec("ctx", 1, 10, -2.0);
+    s.policy = PolicySpec::LinUcb {
+        alpha: 1.0,
+        lambda: 1.0,
+        epsilon: 0.0,
+        features: vec!["is_mobile".into()],
+        missing_zero: false,
+    };
+    e.create_campaign(s).expect("create");
+    let mut r = req("ctx", "");
+    r.context = vec![("is_mobile".into(), 1.0)];
+    e.choose(&r).expect("choose");
+    clock.store(10_001, Ordering::Relaxed);
+    assert_eq!(e.expire_due().expect("sweep"), 1);
+    let stats = e.stats("ctx", "").expect("stats");
+    let arm = &stats[0].arms[0];
+    // Ridge with λ = 1 and one observation x = (1, 1), r = −2: θ = (−2/3, −2/3).
+    assert!(
+        (arm.theta[0].1 + 2.0 / 3.0).abs() < 1e-12 && (arm.theta[1].1 + 2.0 / 3.0).abs() < 1e-12,
+        "{arm:?}"
+    );
+    assert_eq!((arm.pulls, arm.reward_sum), (1, -2.0));
+}

@@ -1,0 +1,146 @@
+//! The campaign simulator: replays synthetic customers against the same
+//! [`Engine`](crate::engine::Engine) the daemon serves with, and compares
+//! strategies on exactly the same customers.
+//!
+//! It owns everything under `sim::` and touches the rest of the crate only
+//! through the engine's public API (`Engine::open` over a `MemoryStore`
+//! with a manual clock). It never opens sled, binds a port or reads the
+//! daemon's configuration.
+//!
+//! - [`scenario`]: the TOML scenario format and its validation.
+//! - [`population`]: the seeded customer stream and the true response model.
+//! - [`strategy`]: A/B test, uniform, Thompson (campaign-wide, per segment),
+//!   LinUCB, ε-greedy, oracle.
+//! - [`abtest`]: power calculation and two-proportion test.
+//! - [`runner`]: the event loop and parallel runs; [`report`] and [`svg`]:
+//!   the outputs.
+
+pub mod abtest;
+pub mod population;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+mod scenario_model;
+mod scenario_parse;
+pub mod strategy;
+pub mod svg;
+
+use crate::config::SimulateArgs;
+use runner::{SimOptions, SimResults};
+use scenario::Scenario;
+use std::path::PathBuf;
+use strategy::StrategyKind;
+
+/// Parses a comma-separated strategy list (`thompson,ab_test`).
+pub fn parse_strategies(list: &str, scenario: &Scenario) -> Result<Vec<StrategyKind>, String> {
+    let mut out = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let k = StrategyKind::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = StrategyKind::ALL.iter().map(|k| k.key()).collect();
+            format!(
+                "--strategies: unknown strategy {name:?} (known: {})",
+                known.join(", ")
+            )
+        })?;
+        if k == StrategyKind::LinUcb && scenario.features.is_empty() {
+            return Err("--strategies: linucb needs a scenario with segment features".into());
+        }
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    if out.is_empty() {
+        return Err("--strategies: name at least one strategy".into());
+    }
+    Ok(out)
+}
+
+/// Why `banditd simulate` failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimCliError {
+    /// A bad scenario file or flag (exit code 64).
+    #[error("{0}")]
+    Usage(String),
+    /// The simulation or writing its outputs failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// `banditd simulate`: runs, prints the summary, writes the output folder.
+/// Returns the text to print.
+pub fn run_cli(a: &SimulateArgs) -> Result<String, SimCliError> {
+    check_and_run(a).map_err(SimCliError::Usage)?
+}
+
+fn check_and_run(a: &SimulateArgs) -> Result<Result<String, SimCliError>, String> {
+    let mut sc = Scenario::from_file(&a.scenario).map_err(|e| e.to_string())?;
+    if let Some(d) = a.days {
+        if !(1..=3650).contains(&d) {
+            return Err("--days: must be in 1..=3650".into());
+        }
+        sc.days = d;
+        sc.drift.retain(|x| x.day < d);
+    }
+    if let Some(c) = a.customers_per_day {
+        if !(1..=10_000_000).contains(&c) {
+            return Err("--customers-per-day: must be in 1..=10000000".into());
+        }
+        sc.customers_per_day = c;
+    }
+    if !(1..=10_000).contains(&a.runs) {
+        return Err("--runs: must be in 1..=10000".into());
+    }
+    if !(a.mde.is_finite() && a.mde > 0.0 && a.mde <= 10.0) {
+        return Err("--mde: must be in (0, 10]".into());
+    }
+    let strategies = match &a.strategies {
+        Some(list) => parse_strategies(list, &sc)?,
+        None => StrategyKind::defaults_for(&sc),
+    };
+    let opts = SimOptions {
+        runs: a.runs,
+        seed: a.seed,
+        strategies,
+        mde: a.mde,
+        threads: a.threads,
+    };
+    let started = std::time::Instant::now();
+    let results = match runner::simulate(&sc, &opts) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(SimCliError::Failed(format!("simulation failed: {e}")))),
+    };
+    let elapsed = started.elapsed();
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("sim-out").join(&sc.name));
+    if let Err(e) = write_outputs(&out, &sc, &results, a.runs, a.seed) {
+        return Ok(Err(SimCliError::Failed(e)));
+    }
+    Ok(Ok(format!(
+        "{}\nSimulated {} customers × {} strategies × {} runs in {:.2} s; wrote {}\n",
+        report::summary(&sc, &results, a.runs),
+        sc.total_customers(),
+        opts.strategies.len(),
+        a.runs,
+        elapsed.as_secs_f64(),
+        out.display()
+    )))
+}
+
+fn write_outputs(
+    dir: &std::path::Path,
+    sc: &Scenario,
+    r: &SimResults,
+    runs: usize,
+    seed: u64,
+) -> Result<(), String> {
+    let io = |e: std::io::Error| format!("cannot write to {}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::write(dir.join("report.md"), report::markdown(sc, r, runs, seed)).map_err(io)?;
+    std::fs::write(dir.join("metrics.csv"), report::csv(sc, r)).map_err(io)?;
+    for (name, svg) in report::charts(sc, r) {
+        std::fs::write(dir.join(name), svg).map_err(io)?;
+    }
+    Ok(())
+}

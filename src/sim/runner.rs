@@ -1,0 +1,273 @@
+//! Runs strategies over customer streams and keeps the metrics.
+//!
+//! Owns the event loop of one (run, strategy) pair (simulated time,
+//! delayed conversion reports, the engine's timeouts), the per-bucket and
+//! per-segment metrics, and the parallel schedule of runs across cores
+//! (`std::thread::scope`, one engine per run and strategy). It does not
+//! format anything (see `report`) and does not decide (see `strategy`).
+
+use super::population::Population;
+use super::scenario::Scenario;
+use super::strategy::{argmax, AbState, Decider, Pick, Setup, StrategyKind};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Options of a simulation.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub runs: usize,
+    pub seed: u64,
+    pub strategies: Vec<StrategyKind>,
+    /// Minimum detectable relative lift for the A/B test's power calculation.
+    pub mde: f64,
+    /// Threads to use (0 = one per core).
+    pub threads: usize,
+}
+
+/// Metrics of one time bucket.
+#[derive(Debug, Clone, Default)]
+pub struct Bucket {
+    pub customers: u64,
+    pub conversions: u64,
+    pub revenue: f64,
+    /// Σ p(chosen offer).
+    pub expected: f64,
+    /// Σ p(oracle offer) − p(chosen offer).
+    pub regret: f64,
+    pub offer_counts: Vec<u64>,
+}
+
+/// Metrics of one segment over the whole run.
+#[derive(Debug, Clone, Default)]
+pub struct SegmentOutcome {
+    pub customers: u64,
+    pub conversions: u64,
+    pub regret: f64,
+}
+
+/// One strategy over one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunMetrics {
+    pub buckets: Vec<Bucket>,
+    pub segments: Vec<SegmentOutcome>,
+    pub ab: Option<AbState>,
+}
+
+impl RunMetrics {
+    pub fn total(&self) -> Bucket {
+        let mut t = Bucket::default();
+        for b in &self.buckets {
+            t.customers += b.customers;
+            t.conversions += b.conversions;
+            t.revenue += b.revenue;
+            t.expected += b.expected;
+            t.regret += b.regret;
+        }
+        t
+    }
+}
+
+/// Everything a simulation produced: `runs[strategy][run]`.
+#[derive(Debug, Clone)]
+pub struct SimResults {
+    pub strategies: Vec<StrategyKind>,
+    pub runs: Vec<Vec<RunMetrics>>,
+    /// Customers per bucket (the last may hold fewer).
+    pub bucket_size: u64,
+    pub baseline_rate: f64,
+    pub ab_per_arm: u64,
+    /// The offer with the best mean true rate over the whole horizon, per run.
+    pub true_best: Vec<usize>,
+}
+
+/// Buckets over the horizon in metrics and charts.
+pub const BUCKETS: u64 = 60;
+
+/// Seed of run `r` (splitmix64 of seed and run).
+pub fn run_seed(seed: u64, run: usize) -> u64 {
+    let mut z = seed
+        ^ (run as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(0x1234_5678);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+struct Event {
+    due: u64,
+    seq: u64,
+    pick: Pick,
+    converted: bool,
+}
+impl PartialEq for Event {
+    fn eq(&self, o: &Self) -> bool {
+        (self.due, self.seq) == (o.due, o.seq)
+    }
+}
+impl Eq for Event {}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Event {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.due, self.seq).cmp(&(o.due, o.seq))
+    }
+}
+
+/// Runs one strategy over one run's customer stream; also returns the
+/// Σ true p per offer (to name the true best offer).
+pub fn run_one(
+    setup: &Setup,
+    kind: StrategyKind,
+    seed: u64,
+) -> Result<(RunMetrics, Vec<f64>), crate::Error> {
+    let s = setup.scenario;
+    let pop = Population::new(s);
+    let k = s.offers.len();
+    let total = s.total_customers();
+    let bucket_size = total.div_ceil(BUCKETS).max(1);
+    let mut m = RunMetrics {
+        buckets: vec![
+            Bucket {
+                offer_counts: vec![0; k],
+                ..Bucket::default()
+            };
+            total.div_ceil(bucket_size) as usize
+        ],
+        segments: vec![SegmentOutcome::default(); s.segments.len()],
+        ab: None,
+    };
+    let strategy_seed = run_seed(seed, 1000 + kind as usize);
+    let mut decider = Decider::new(kind, setup, strategy_seed)?;
+    let window_ms = u64::from(s.delay.attribution_window_minutes) * 60_000;
+    let mut events: BinaryHeap<Reverse<Event>> = BinaryHeap::new();
+    let mut probs = Vec::with_capacity(k);
+    let mut true_sum = vec![0.0; k];
+    let mut last_t = 0;
+    for (seq, c) in pop.stream(seed).enumerate() {
+        while events.peek().is_some_and(|e| e.0.due <= c.t_ms) {
+            if let Some(Reverse(e)) = events.pop() {
+                decider.advance(e.due.max(last_t))?;
+                decider.learn(&e.pick, e.converted, e.due)?;
+            }
+        }
+        decider.advance(c.t_ms)?;
+        last_t = c.t_ms;
+        pop.probabilities(&c, &mut probs);
+        for (t, p) in true_sum.iter_mut().zip(&probs) {
+            *t += p;
+        }
+        let pick = decider.choose(setup, &c, &probs)?;
+        let p = probs[pick.offer];
+        let best = probs[argmax(&probs)];
+        let converted = c.u < p;
+        let b = &mut m.buckets[(c.index / bucket_size) as usize];
+        b.customers += 1;
+        b.conversions += u64::from(converted);
+        b.expected += p;
+        b.regret += best - p;
+        b.offer_counts[pick.offer] += 1;
+        if converted {
+            b.revenue += s.offers[pick.offer].revenue.unwrap_or(0.0);
+        }
+        let so = &mut m.segments[c.segment];
+        so.customers += 1;
+        so.conversions += u64::from(converted);
+        so.regret += best - p;
+        let reported = converted && c.delay_ms <= window_ms;
+        let due = c.t_ms + if reported { c.delay_ms } else { window_ms };
+        events.push(Reverse(Event {
+            due,
+            seq: seq as u64,
+            pick,
+            converted: reported,
+        }));
+    }
+    while let Some(Reverse(e)) = events.pop() {
+        decider.advance(e.due.max(last_t))?;
+        decider.learn(&e.pick, e.converted, e.due)?;
+    }
+    m.ab = decider.ab_state().cloned();
+    Ok((m, true_sum))
+}
+
+type JobResult = Result<(RunMetrics, Vec<f64>), crate::Error>;
+
+/// Runs every strategy `runs` times, in parallel across cores.
+pub fn simulate(scenario: &Scenario, opts: &SimOptions) -> Result<SimResults, crate::Error> {
+    let pop = Population::new(scenario);
+    let (feature_stats, baseline_rate) = pop.sample_stats();
+    let setup = Setup {
+        scenario,
+        feature_stats,
+        baseline_rate,
+        mde: opts.mde,
+    };
+    let jobs: Vec<(usize, usize)> = (0..opts.runs)
+        .flat_map(|r| (0..opts.strategies.len()).map(move |s| (r, s)))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<JobResult>>> =
+        Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        opts.threads
+    }
+    .min(jobs.len().max(1));
+    let tty = std::io::stderr().is_terminal();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&(run, si)) = jobs.get(i) else { break };
+                let out = run_one(&setup, opts.strategies[si], run_seed(opts.seed, run));
+                if let Ok(mut r) = results.lock() {
+                    r[i] = Some(out);
+                }
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if tty {
+                    let mut e = std::io::stderr().lock();
+                    let _ = write!(e, "\rsimulating: {d}/{} runs × strategies done", jobs.len());
+                    let _ = e.flush();
+                }
+            });
+        }
+    });
+    if tty {
+        eprintln!();
+    }
+    let results = results
+        .into_inner()
+        .map_err(|_| crate::Error::InvalidArgument("a simulation thread panicked".into()))?;
+    let mut runs = vec![Vec::with_capacity(opts.runs); opts.strategies.len()];
+    let mut true_best = vec![0; opts.runs];
+    for (&(run, si), r) in jobs.iter().zip(results) {
+        let (m, true_sum) =
+            r.ok_or_else(|| crate::Error::InvalidArgument("a simulation thread panicked".into()))??;
+        true_best[run] = argmax(&true_sum);
+        runs[si].push(m);
+    }
+    let total = scenario.total_customers();
+    let k = scenario.offers.len();
+    Ok(SimResults {
+        strategies: opts.strategies.clone(),
+        runs,
+        bucket_size: total.div_ceil(BUCKETS).max(1),
+        baseline_rate,
+        ab_per_arm: super::abtest::sample_size_per_arm(
+            baseline_rate,
+            opts.mde,
+            super::abtest::corrected_alpha(0.05, k),
+            0.8,
+        ),
+        true_best,
+    })
+}

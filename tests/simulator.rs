@@ -1,0 +1,206 @@
+//! The campaign simulator: strategy ordering on the segmented scenario, the
+//! A/B test's false-winner rate, and scenario validation messages.
+
+use banditd::sim::abtest;
+use banditd::sim::report::interval;
+use banditd::sim::runner::{simulate, SimOptions};
+use banditd::sim::scenario::Scenario;
+use banditd::sim::strategy::StrategyKind;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+fn segmented() -> Scenario {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/simulations/segmented.toml");
+    Scenario::from_file(std::path::Path::new(path)).expect("shipped scenario parses")
+}
+
+// Per-segment Thompson > campaign-wide Thompson > A/B test > uniform, with non-overlapping 95% intervals.
+#[test]
+fn segmented_ordering() {
+    let mut sc = segmented();
+    sc.days = 20; // 200k customers: long enough for the A/B test (mde 15%) to finish
+    let strategies = vec![
+        StrategyKind::ThompsonSegment,
+        StrategyKind::ThompsonCampaign,
+        StrategyKind::AbTest,
+        StrategyKind::Uniform,
+    ];
+    let opts = SimOptions {
+        runs: 6,
+        seed: 42,
+        strategies: strategies.clone(),
+        mde: 0.15,
+        threads: 0,
+    };
+    let r = simulate(&sc, &opts).expect("simulation runs");
+    let iv: Vec<_> = (0..strategies.len())
+        .map(|s| {
+            let xs: Vec<f64> = r.runs[s]
+                .iter()
+                .map(|m| m.total().conversions as f64)
+                .collect();
+            interval(&xs)
+        })
+        .collect();
+    for w in 0..strategies.len() - 1 {
+        assert!(
+            iv[w].low() > iv[w + 1].high(),
+            "{:?} {:?} should beat {:?} {:?}",
+            strategies[w],
+            iv[w],
+            strategies[w + 1],
+            iv[w + 1]
+        );
+    }
+    let ab = &r.runs[2];
+    assert!(ab
+        .iter()
+        .all(|m| m.ab.as_ref().is_some_and(|a| a.decision.is_some())));
+}
+
+// Same seed, same results: runs are reproducible.
+#[test]
+fn reproducible() {
+    let mut sc = segmented();
+    sc.days = 1;
+    sc.customers_per_day = 3000;
+    let opts = SimOptions {
+        runs: 2,
+        seed: 7,
+        strategies: vec![StrategyKind::ThompsonSegment, StrategyKind::EpsilonGreedy],
+        mde: 0.1,
+        threads: 2,
+    };
+    let a = simulate(&sc, &opts).expect("runs");
+    let b = simulate(&sc, &opts).expect("runs");
+    for s in 0..2 {
+        for run in 0..2 {
+            assert_eq!(
+                a.runs[s][run].total().conversions,
+                b.runs[s][run].total().conversions
+            );
+            assert_eq!(
+                a.runs[s][run].buckets[0].offer_counts,
+                b.runs[s][run].buckets[0].offer_counts
+            );
+        }
+    }
+}
+
+// With two equal offers the test declares a significant winner at about the nominal α = 5%.
+#[test]
+fn ab_false_winner_rate() {
+    let (runs, p) = (400u32, 0.05);
+    let n = abtest::sample_size_per_arm(p, 0.2, 0.05, 0.8);
+    let mut rng = SmallRng::seed_from_u64(99);
+    let mut false_winners = 0u32;
+    for _ in 0..runs {
+        let s: Vec<u64> = (0..2)
+            .map(|_| (0..n).filter(|_| rng.random::<f64>() < p).count() as u64)
+            .collect();
+        if abtest::decide(&s, &[n, n], 0.05).significant {
+            false_winners += 1;
+        }
+    }
+    // Binomial(400, 0.05): mean 20, sd 4.36; ±3.5 sd.
+    assert!(
+        (5..=35).contains(&false_winners),
+        "{false_winners} false winners in {runs}"
+    );
+}
+
+const GOOD: &str = r#"
+name = "t"
+customers_per_day = 10
+days = 1
+
+[[segments]]
+name = "a"
+share = 0.5
+
+[[segments]]
+name = "b"
+share = 0.5
+
+[[offers]]
+id = "x"
+
+[[offers]]
+id = "y"
+
+[rates.a]
+x = 0.1
+y = 0.2
+
+[rates.b]
+x = 0.1
+y = 0.2
+"#;
+
+fn error_of(src: &str) -> String {
+    match Scenario::parse(src) {
+        Ok(_) => panic!("scenario should be rejected"),
+        Err(e) => e.to_string(),
+    }
+}
+
+// The well-formed base scenario used below parses.
+#[test]
+fn good_scenario_parses() {
+    let s = Scenario::parse(GOOD).expect("valid");
+    assert_eq!(s.segments.len(), 2);
+}
+
+// Shares not summing to 1 name the field and the line of the shares.
+#[test]
+fn shares_must_sum_to_one() {
+    let e = error_of(&GOOD.replacen("share = 0.5", "share = 0.6", 1));
+    assert!(
+        e.contains("segments[*].share") && e.contains("line 8"),
+        "{e}"
+    );
+}
+
+// A rate outside [0, 1] names rates.<segment>.<offer> and its line.
+#[test]
+fn rate_out_of_range() {
+    let e = error_of(&GOOD.replacen("y = 0.2", "y = 1.5", 1));
+    assert!(e.contains("rates.a.y") && e.contains("line 22"), "{e}");
+}
+
+// An unknown offer referenced in the rates names it and its line.
+#[test]
+fn unknown_offer() {
+    let e = error_of(&GOOD.replacen("y = 0.2\n\n[rates.b]", "y = 0.2\nz = 0.3\n\n[rates.b]", 1));
+    assert!(
+        e.contains("rates.a.z") && e.contains("unknown offer") && e.contains("line 23"),
+        "{e}"
+    );
+}
+
+// An unknown segment in a drift event is rejected with its line.
+#[test]
+fn unknown_drift_segment() {
+    let e = error_of(&format!(
+        "{GOOD}\n[[drift]]\nday = 0\noffer = \"x\"\nsegment = \"nope\"\nmultiply = 2.0\n"
+    ));
+    assert!(
+        e.contains("drift[0].segment") && e.contains("line 28"),
+        "{e}"
+    );
+}
+
+// Every shipped scenario parses.
+#[test]
+fn shipped_scenarios_parse() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/simulations");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).expect("simulations/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert_eq!(n, 5);
+}
