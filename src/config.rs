@@ -94,6 +94,19 @@ pub struct SimulateArgs {
     /// Worker threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Live mode: send the customers to a running daemon (loopback only), e.g. http://127.0.0.1:50051.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Live mode: Choose calls in flight.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Live mode: customers per second (default: as fast as the daemon answers).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Live mode: simulated time runs this many times faster than real time
+    /// (conversion delays and the campaign's reward timeout are divided by it).
+    #[arg(long, default_value_t = 3600.0)]
+    pub speedup: f64,
 }
 
 #[derive(Debug, Subcommand)]

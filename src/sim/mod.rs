@@ -16,6 +16,7 @@
 //!   the outputs.
 
 pub mod abtest;
+pub mod live;
 pub mod population;
 pub mod report;
 pub mod runner;
@@ -93,6 +94,9 @@ fn check_and_run(a: &SimulateArgs) -> Result<Result<String, SimCliError>, String
     if !(a.mde.is_finite() && a.mde > 0.0 && a.mde <= 10.0) {
         return Err("--mde: must be in (0, 10]".into());
     }
+    if let Some(target) = &a.target {
+        return Ok(run_live_cli(&sc, a, target));
+    }
     let strategies = match &a.strategies {
         Some(list) => parse_strategies(list, &sc)?,
         None => StrategyKind::defaults_for(&sc),
@@ -143,4 +147,34 @@ fn write_outputs(
         std::fs::write(dir.join(name), svg).map_err(io)?;
     }
     Ok(())
+}
+
+/// `banditd simulate SCENARIO --target URL`: the scenario as live traffic.
+fn run_live_cli(sc: &Scenario, a: &SimulateArgs, target: &str) -> Result<String, SimCliError> {
+    let opts = live::LiveOptions {
+        target: target.to_string(),
+        concurrency: a.concurrency,
+        rate: a.rate,
+        speedup: a.speedup,
+        seed: a.seed,
+    };
+    if let Some(r) = a.rate {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(SimCliError::Usage(
+                "--rate: must be a positive number of customers per second".into(),
+            ));
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SimCliError::Failed(format!("cannot start the async runtime: {e}")))?;
+    let report = runtime
+        .block_on(live::run_live(sc, &opts))
+        .map_err(SimCliError::Failed)?;
+    if report.agrees() {
+        Ok(report.summary())
+    } else {
+        Err(SimCliError::Failed(report.summary()))
+    }
 }
