@@ -347,6 +347,15 @@ fn describe(c: &pb::Campaign) -> String {
     out
 }
 
+/// How a report names a segment ("" is the campaign-wide aggregate).
+fn segment_label(segment: &str) -> &str {
+    if segment.is_empty() {
+        "(all segments)"
+    } else {
+        segment
+    }
+}
+
 /// A readable per-segment table.
 pub fn stats_table(s: &pb::GetStatsResponse) -> String {
     let mut out = format!("campaign {}\n", s.campaign_id);
@@ -358,11 +367,7 @@ pub fn stats_table(s: &pb::GetStatsResponse) -> String {
         return linear_table(s, out);
     }
     for seg in &s.segments {
-        let name = if seg.segment.is_empty() {
-            "(all segments)"
-        } else {
-            seg.segment.as_str()
-        };
+        let name = segment_label(&seg.segment);
         let _ = writeln!(out, "\nsegment {name}");
         let _ = writeln!(
             out,
@@ -395,11 +400,7 @@ pub fn stats_table(s: &pb::GetStatsResponse) -> String {
 /// Stats of a contextual campaign: tallies per segment, then θ per arm.
 fn linear_table(s: &pb::GetStatsResponse, mut out: String) -> String {
     for seg in &s.segments {
-        let name = if seg.segment.is_empty() {
-            "(all segments)"
-        } else {
-            seg.segment.as_str()
-        };
+        let name = segment_label(&seg.segment);
         let _ = writeln!(out, "\nsegment {name}");
         let _ = writeln!(
             out,

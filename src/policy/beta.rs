@@ -1,6 +1,7 @@
-//! Beta-distribution math for Thompson sampling: log-gamma, the regularised
-//! incomplete beta function, its inverse (credible intervals), and the exact
-//! two-arm probability that one Beta variable exceeds another.
+//! Special functions for the statistics banditd reports: log-gamma, the
+//! regularised incomplete beta function, its inverse (credible intervals), the
+//! exact two-arm probability that one Beta variable exceeds another, and the
+//! standard normal CDF (A/B test p-values, test references).
 //!
 //! Pure functions of plain numbers: no RNG, no I/O. Accuracy is what a
 //! marketer's report needs (about 1e-10 relative on the CDF), not a special
@@ -134,6 +135,25 @@ pub fn prob_greater_integer(a1: u32, b1: f64, a2: f64, b2: f64) -> f64 {
                 .exp();
     }
     total
+}
+
+/// Standard normal CDF (via erfc, Numerical Recipes' Chebyshev fit, |error| < 1.2e-7).
+pub fn norm_cdf(z: f64) -> f64 {
+    let x = -z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.5 * x.abs());
+    let y = t
+        * (-x * x - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    let erfc = if x >= 0.0 { y } else { 2.0 - y };
+    0.5 * erfc
 }
 
 #[cfg(test)]

@@ -370,22 +370,6 @@ fn epsilon_floor_propensity() {
     assert!((c.propensity - want).abs() < 1e-15);
 }
 
-/// Standard normal CDF via erfc (Numerical Recipes erfcc, |err| < 1.2e-7).
-fn phi(z: f64) -> f64 {
-    let x = -z / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.5 * x.abs());
-    let poly = -x * x - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let erfc = t * poly.exp();
-    0.5 * if x >= 0.0 { erfc } else { 2.0 - erfc }
-}
-
 // Pins down LinTS propensities: the Monte Carlo estimate agrees with the
 // empirical choice frequency and with the closed form Φ(Δμ/σ) for 2 arms.
 #[test]
@@ -401,7 +385,7 @@ fn lints_propensity_matches_frequency() {
     let v = 0.8;
     let (m0, m1) = (arms[0].predict(&x), arms[1].predict(&x));
     let (s0, s1) = (v * arms[0].bonus(&x), v * arms[1].bonus(&x));
-    let exact = phi((m0 - m1) / (s0 * s0 + s1 * s1).sqrt());
+    let exact = crate::policy::beta::norm_cdf((m0 - m1) / (s0 * s0 + s1 * s1).sqrt());
     assert!(
         exact > 0.55 && exact < 0.9,
         "fixture not informative: {exact}"

@@ -53,24 +53,7 @@ pub fn inv_norm_cdf(p: f64) -> f64 {
     }
 }
 
-/// Standard normal CDF (via erfc, Numerical Recipes' Chebyshev fit, |error| < 1.2e-7).
-pub fn norm_cdf(z: f64) -> f64 {
-    let x = -z / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.5 * x.abs());
-    let y = t
-        * (-x * x - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07
-                                + t * (-1.135_203_98
-                                    + t * (1.488_515_87
-                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-            .exp();
-    let erfc = if x >= 0.0 { y } else { 2.0 - y };
-    0.5 * erfc
-}
+pub use crate::policy::beta::norm_cdf;
 
 /// Per-comparison significance level: α, Bonferroni-corrected over the
 /// k−1 comparisons of the observed leader against each other offer.
