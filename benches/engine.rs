@@ -122,7 +122,7 @@ fn store_sled(c: &mut Criterion) {
     })
     .expect("sled");
     let mut rec = DecisionRecord {
-        id: String::new(),
+        id: "".into(),
         campaign: "bench".into(),
         segment: "returning-customers".into(),
         arm: 3,
@@ -132,7 +132,7 @@ fn store_sled(c: &mut Criterion) {
         status: DecisionStatus::Pending,
         outcome_seq: 0,
         reward: 0.0,
-        context: Vec::new(),
+        context: None,
     };
     let key = PosteriorKey {
         campaign: "bench".into(),
@@ -143,7 +143,7 @@ fn store_sled(c: &mut Criterion) {
     c.bench_function("store/sled/put_decision", |b| {
         b.iter(|| {
             i += 1;
-            rec.id = format!("0123456789abcdef-{i}");
+            rec.id = format!("0123456789abcdef-{i}").into();
             store.put_decision(&rec).expect("put")
         })
     });
@@ -151,7 +151,7 @@ fn store_sled(c: &mut Criterion) {
     c.bench_function("store/sled/record_outcome", |b| {
         b.iter(|| {
             j += 1;
-            rec.id = format!("0123456789abcdef-{}", j % 100_000);
+            rec.id = format!("0123456789abcdef-{}", j % 100_000).into();
             store
                 .record_outcome(
                     &key,

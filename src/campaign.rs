@@ -36,6 +36,9 @@ pub const DEFAULT_REWARD_TIMEOUT_SECONDS: u32 = 3600;
 /// Pseudo-observations a segment borrows from the others by default.
 pub const DEFAULT_SEGMENT_PRIOR_STRENGTH: f64 = 10.0;
 
+/// Exploration rate of an ε-greedy campaign that does not say.
+pub const DEFAULT_EPSILON: f64 = 0.1;
+
 /// Name of the intercept term banditd adds in front of a contextual campaign's features.
 pub const INTERCEPT: &str = "intercept";
 
@@ -59,6 +62,8 @@ pub enum PolicySpec {
     },
     /// A plain A/B/n split.
     Uniform,
+    /// ε-greedy on the segment's own empirical means (the common baseline).
+    EpsilonGreedy { epsilon: f64 },
     /// Disjoint LinUCB over the named context features (plus an intercept).
     LinUcb {
         alpha: f64,
@@ -84,7 +89,9 @@ impl PolicySpec {
     /// The closed interval of rewards this policy learns from.
     pub fn reward_range(&self) -> (f64, f64) {
         match self {
-            PolicySpec::Thompson { .. } | PolicySpec::Uniform => (0.0, 1.0),
+            PolicySpec::Thompson { .. }
+            | PolicySpec::Uniform
+            | PolicySpec::EpsilonGreedy { .. } => (0.0, 1.0),
             PolicySpec::LinUcb { .. } => (f64::MIN, f64::MAX),
         }
     }
@@ -93,7 +100,9 @@ impl PolicySpec {
     pub fn features(&self) -> &[String] {
         match self {
             PolicySpec::LinUcb { features, .. } => features,
-            PolicySpec::Thompson { .. } | PolicySpec::Uniform => &[],
+            PolicySpec::Thompson { .. }
+            | PolicySpec::Uniform
+            | PolicySpec::EpsilonGreedy { .. } => &[],
         }
     }
 }
@@ -139,6 +148,13 @@ impl CampaignSpec {
                 }
             }
             PolicySpec::Uniform => {}
+            PolicySpec::EpsilonGreedy { epsilon } => {
+                if !(epsilon.is_finite() && (0.0..=1.0).contains(&epsilon)) {
+                    return Err(invalid(format!(
+                        "epsilon_greedy.epsilon must be in [0, 1], got {epsilon}"
+                    )));
+                }
+            }
             PolicySpec::LinUcb {
                 alpha,
                 lambda,

@@ -63,6 +63,9 @@ pub enum PolicyFile {
         segment_prior_strength: Option<f64>,
     },
     Uniform {},
+    EpsilonGreedy {
+        epsilon: Option<f64>,
+    },
     Linucb {
         #[serde(default)]
         alpha: f64,
@@ -108,6 +111,11 @@ impl CampaignFile {
             })),
             Some(PolicyFile::Uniform {}) => {
                 Some(pb::campaign::Policy::Uniform(pb::UniformSplit {}))
+            }
+            Some(PolicyFile::EpsilonGreedy { epsilon }) => {
+                Some(pb::campaign::Policy::EpsilonGreedy(pb::EpsilonGreedy {
+                    epsilon,
+                }))
             }
             Some(PolicyFile::Linucb {
                 alpha,
@@ -297,6 +305,7 @@ fn policy_name(c: &pb::Campaign) -> &'static str {
         Some(pb::campaign::Policy::Thompson(_)) => "thompson",
         Some(pb::campaign::Policy::Linucb(_)) => "linucb",
         Some(pb::campaign::Policy::Uniform(_)) => "uniform",
+        Some(pb::campaign::Policy::EpsilonGreedy(_)) => "epsilon_greedy",
         None => "-",
     }
 }
@@ -312,6 +321,13 @@ fn describe(c: &pb::Campaign) -> String {
             t.prior_alpha,
             t.prior_beta,
             t.segment_prior_strength.unwrap_or_default()
+        );
+    }
+    if let Some(pb::campaign::Policy::EpsilonGreedy(e)) = &c.policy {
+        let _ = writeln!(
+            out,
+            "epsilon         {} (explores that share of decisions at random)",
+            e.epsilon.unwrap_or_default()
         );
     }
     if let Some(pb::campaign::Policy::Linucb(l)) = &c.policy {

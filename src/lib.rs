@@ -37,3 +37,8 @@ pub mod sim;
 pub mod store;
 
 pub use error::{Error, Result};
+
+/// The hash map of the hot path: foldhash's quality hasher, seeded at random
+/// per map (keys such as decision ids and segments come from clients), about
+/// ten times cheaper than SipHash on short strings.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;

@@ -38,12 +38,12 @@ fn campaign_id(c: u8) -> String {
 
 fn decision(d: u8, c: u8, s: u8, status: DecisionStatus) -> DecisionRecord {
     DecisionRecord {
-        id: format!("decision-{d}"),
-        campaign: campaign_id(c),
+        id: format!("decision-{d}").into(),
+        campaign: campaign_id(c).into(),
         segment: if s == 0 {
-            String::new()
+            "".into()
         } else {
-            format!("segment-{s}")
+            format!("segment-{s}").into()
         },
         arm: u32::from(s % 3),
         propensity: 1.0 / f64::from(d + 1),
@@ -61,11 +61,7 @@ fn decision(d: u8, c: u8, s: u8, status: DecisionStatus) -> DecisionRecord {
             0.5
         },
         // Campaign 2 is contextual: its decisions carry a context vector.
-        context: if c == 2 {
-            vec![1.0, f64::from(d) / 7.0, -0.25]
-        } else {
-            Vec::new()
-        },
+        context: (c == 2).then(|| vec![1.0, f64::from(d) / 7.0, -0.25].into()),
     }
 }
 
@@ -146,7 +142,10 @@ fn apply(store: &dyn Store, op: &Op, live_decisions: &[(String, String)]) {
             };
             let linear = (c == 2).then(|| {
                 let mut arm = LinearArm::new(3, 1.0);
-                arm.update(&rec.context, f64::from(r) / 10.0);
+                arm.update(
+                    rec.context.as_deref().unwrap_or_default(),
+                    f64::from(r) / 10.0,
+                );
                 LinearRow {
                     arm,
                     through: row.through,

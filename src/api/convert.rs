@@ -3,7 +3,7 @@
 
 use super::pb;
 use crate::campaign::{
-    ArmSpec, CampaignSpec, PolicySpec, DEFAULT_REWARD_TIMEOUT_SECONDS,
+    ArmSpec, CampaignSpec, PolicySpec, DEFAULT_EPSILON, DEFAULT_REWARD_TIMEOUT_SECONDS,
     DEFAULT_SEGMENT_PRIOR_STRENGTH,
 };
 use crate::engine::{ArmReport, ChooseRequest, SegmentReport};
@@ -54,6 +54,9 @@ impl TryFrom<pb::Campaign> for CampaignSpec {
                     .unwrap_or(DEFAULT_SEGMENT_PRIOR_STRENGTH),
             },
             Some(pb::campaign::Policy::Uniform(_)) => PolicySpec::Uniform,
+            Some(pb::campaign::Policy::EpsilonGreedy(e)) => PolicySpec::EpsilonGreedy {
+                epsilon: e.epsilon.unwrap_or(DEFAULT_EPSILON),
+            },
             Some(pb::campaign::Policy::Linucb(l)) => PolicySpec::LinUcb {
                 alpha: if l.alpha == 0.0 { 1.0 } else { l.alpha },
                 lambda: if l.lambda == 0.0 { 1.0 } else { l.lambda },
@@ -105,6 +108,11 @@ impl From<CampaignSpec> for pb::Campaign {
                 segment_prior_strength: Some(segment_prior_strength),
             }),
             PolicySpec::Uniform => pb::campaign::Policy::Uniform(pb::UniformSplit {}),
+            PolicySpec::EpsilonGreedy { epsilon } => {
+                pb::campaign::Policy::EpsilonGreedy(pb::EpsilonGreedy {
+                    epsilon: Some(epsilon),
+                })
+            }
             PolicySpec::LinUcb {
                 alpha,
                 lambda,

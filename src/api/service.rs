@@ -23,7 +23,7 @@ impl Bandit for BanditService {
         let choice = self.engine.choose(&req)?;
         self.engine.wait_durable().await?;
         Ok(Response::new(pb::ChooseResponse {
-            decision_id: choice.decision_id,
+            decision_id: choice.decision_id.to_string(),
             arm_id: choice.arm_id,
             propensity: choice.propensity,
         }))

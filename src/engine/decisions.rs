@@ -7,9 +7,9 @@
 
 use super::state::CampaignCell;
 use crate::store::DecisionStatus;
+use crate::FastMap;
 use parking_lot::Mutex;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// Number of independently locked shards.
@@ -34,21 +34,23 @@ pub struct Decision {
 }
 
 /// One shard: decision id → decision.
-pub type Shard = Mutex<HashMap<Arc<str>, Decision>>;
+pub type Shard = Mutex<FastMap<Arc<str>, Decision>>;
 
 #[derive(Debug)]
 pub struct DecisionIndex {
     /// Each shard's mutex guards only its own map; see the module doc for
     /// the lock order.
     shards: Box<[Shard]>,
-    hasher: RandomState,
+    hasher: foldhash::quality::RandomState,
 }
 
 impl Default for DecisionIndex {
     fn default() -> Self {
         DecisionIndex {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(FastMap::default()))
+                .collect(),
+            hasher: foldhash::quality::RandomState::default(),
         }
     }
 }

@@ -33,12 +33,13 @@ use crate::error::{invalid, Error, Result};
 use crate::store::{
     DecisionRecord, DecisionStatus, GroupCommit, LinearRow, PosteriorKey, PosteriorRow, Store,
 };
+use crate::FastMap;
 use decisions::{Decision, DecisionIndex};
 use parking_lot::RwLock;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use state::{CampaignCell, CampaignState};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -95,7 +96,10 @@ pub struct ChooseRequest {
 /// The answer to a `Choose`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Choice {
-    pub decision_id: String,
+    /// Shared with the engine's own record of the decision.
+    pub decision_id: Arc<str>,
+    /// Index of the arm in the campaign's arms (arms are only ever appended).
+    pub arm: usize,
     pub arm_id: String,
     pub propensity: f64,
 }
@@ -112,7 +116,7 @@ pub struct Engine {
     /// Campaign id → campaign. Read-locked to look up, write-locked only to
     /// create or delete; never held while a campaign's own lock is taken
     /// for long.
-    campaigns: RwLock<HashMap<Arc<str>, Arc<CampaignCell>>>,
+    campaigns: RwLock<FastMap<Arc<str>, Arc<CampaignCell>>>,
     decisions: DecisionIndex,
     store: Arc<dyn Store>,
     commit: Option<GroupCommit>,
@@ -134,7 +138,7 @@ impl Engine {
     pub fn open(store: Arc<dyn Store>, options: EngineOptions) -> Result<Self> {
         let seed = options.seed.unwrap_or_else(|| rand::rng().random());
         let engine = Engine {
-            campaigns: RwLock::new(HashMap::new()),
+            campaigns: RwLock::new(FastMap::default()),
             decisions: DecisionIndex::default(),
             store,
             commit: None,
@@ -164,7 +168,7 @@ impl Engine {
             map.insert(cell.id.clone(), cell);
         }
         for (key, row) in snap.posteriors {
-            let Some(cell) = map.get(key.campaign.as_str()) else {
+            let Some(cell) = map.get(&*key.campaign) else {
                 continue;
             };
             let mut st = cell.state.lock();
@@ -178,7 +182,7 @@ impl Engine {
             st.outcome_seq = st.outcome_seq.max(row.through);
         }
         for (campaign, arm, row) in snap.linear {
-            let Some(cell) = map.get(campaign.as_str()) else {
+            let Some(cell) = map.get(&*campaign) else {
                 continue;
             };
             let mut st = cell.state.lock();
@@ -196,15 +200,15 @@ impl Engine {
         let mut folded = Vec::new();
         let mut linear_folded = Vec::new();
         for d in decisions {
-            let Some(cell) = map.get(d.campaign.as_str()) else {
+            let Some(cell) = map.get(&*d.campaign) else {
                 orphans.push(d.id);
                 continue;
             };
-            let id: Arc<str> = d.id.into();
+            let id = d.id;
             let mut st = cell.state.lock();
             let arm = d.arm as usize;
             if arm >= st.spec.arms.len() {
-                orphans.push(id.to_string());
+                orphans.push(id);
                 continue;
             }
             if d.status == DecisionStatus::Pending {
@@ -219,10 +223,9 @@ impl Engine {
                     tally.through = d.outcome_seq;
                     folded.push((cell.clone(), d.segment.clone(), d.arm));
                 }
-                if !d.context.is_empty()
-                    && d.outcome_seq > st.linear_through.get(arm).copied().unwrap_or(u64::MAX)
-                {
-                    st.linear[arm].update(&d.context, d.reward);
+                let through = st.linear_through.get(arm).copied().unwrap_or(u64::MAX);
+                if let Some(x) = d.context.as_deref().filter(|_| d.outcome_seq > through) {
+                    st.linear[arm].update(x, d.reward);
                     st.linear_through[arm] = d.outcome_seq;
                     linear_folded.push((cell.clone(), d.arm));
                 }
@@ -232,7 +235,7 @@ impl Engine {
                 id,
                 Decision {
                     campaign: cell.clone(),
-                    segment: d.segment.into(),
+                    segment: d.segment,
                     arm: d.arm,
                     propensity: d.propensity,
                     created_ms: d.created_ms,
@@ -240,7 +243,7 @@ impl Engine {
                     status: d.status,
                     outcome_seq: d.outcome_seq,
                     reward: d.reward,
-                    context: (!d.context.is_empty()).then(|| Arc::from(d.context)),
+                    context: d.context,
                 },
             );
         }
@@ -248,7 +251,7 @@ impl Engine {
             let mut st = cell.state.lock();
             let tally = st.segment_mut(&segment).arms[arm as usize];
             let key = PosteriorKey {
-                campaign: st.spec.id.clone(),
+                campaign: cell.id.clone(),
                 segment,
                 arm,
             };
@@ -470,9 +473,12 @@ impl Engine {
             Some(d) => d.as_str().into(),
             None => self.fresh_decision_id(),
         };
+        let segment = st
+            .segment_key(&req.segment)
+            .unwrap_or_else(|| req.segment.as_str().into());
         let decision = Decision {
             campaign: cell.clone(),
-            segment: req.segment.as_str().into(),
+            segment,
             arm: pick.arm as u32,
             propensity: pick.propensity,
             created_ms: now,
@@ -497,8 +503,9 @@ impl Engine {
         st.add_pending(&req.segment, pick.arm);
         st.deadlines.push_back((deadline_ms, id.clone()));
         Ok(Choice {
-            decision_id: id.to_string(),
+            arm: pick.arm,
             arm_id: st.spec.arms[pick.arm].id.clone(),
+            decision_id: id,
             propensity: pick.propensity,
         })
     }
@@ -508,7 +515,9 @@ impl Engine {
     fn fresh_decision_id(&self) -> Arc<str> {
         loop {
             let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-            let id: Arc<str> = format!("{}-{n}", self.id_prefix).into();
+            // Fixed width, so ids sort in creation order: new keys land at
+            // the right edge of the store's ordered keyspace.
+            let id: Arc<str> = format!("{}-{n:012x}", self.id_prefix).into();
             if !self.decisions.shard(&id).lock().contains_key(&id) {
                 return id;
             }
@@ -530,7 +539,8 @@ impl Engine {
         }
         let st = cell.state.lock();
         Ok(Choice {
-            decision_id: id.to_string(),
+            decision_id: id.into(),
+            arm: d.arm as usize,
             arm_id: st.spec.arms[d.arm as usize].id.clone(),
             propensity: d.propensity,
         })
@@ -561,8 +571,11 @@ impl Engine {
         let mut shard = self.decisions.shard(decision_id).lock();
         // Re-read under the campaign lock: the decision may have been
         // resolved or its campaign deleted since the lookup above.
+        let Some(id) = shard.get_key_value(decision_id).map(|(k, _)| k.clone()) else {
+            return Err(Error::NotFound(format!("decision {decision_id:?}")));
+        };
         let Some(d) = shard
-            .get_mut(decision_id)
+            .get_mut(&id)
             .filter(|d| Arc::ptr_eq(&d.campaign, &cell))
         else {
             return Err(Error::NotFound(format!("decision {decision_id:?}")));
@@ -582,7 +595,7 @@ impl Engine {
             resolve(
                 &*self.store,
                 &mut st,
-                decision_id,
+                &id,
                 d,
                 default,
                 DecisionStatus::Expired,
@@ -594,7 +607,7 @@ impl Engine {
         resolve(
             &*self.store,
             &mut st,
-            decision_id,
+            &id,
             d,
             value,
             DecisionStatus::Rewarded,
@@ -679,7 +692,7 @@ impl Engine {
 fn resolve(
     store: &dyn Store,
     st: &mut CampaignState,
-    id: &str,
+    id: &Arc<str>,
     d: &mut Decision,
     reward: f64,
     status: DecisionStatus,
@@ -688,8 +701,8 @@ fn resolve(
     let seq = st.outcome_seq + 1;
     let counts = st.counts_after(&d.segment, arm, reward);
     let key = PosteriorKey {
-        campaign: st.spec.id.clone(),
-        segment: d.segment.to_string(),
+        campaign: d.campaign.id.clone(),
+        segment: d.segment.clone(),
         arm: d.arm,
     };
     let mut resolved = d.clone();
@@ -725,11 +738,11 @@ fn resolve(
     Ok(())
 }
 
-fn record(id: &str, d: &Decision) -> DecisionRecord {
+fn record(id: &Arc<str>, d: &Decision) -> DecisionRecord {
     DecisionRecord {
-        id: id.to_string(),
-        campaign: d.campaign.id.to_string(),
-        segment: d.segment.to_string(),
+        id: id.clone(),
+        campaign: d.campaign.id.clone(),
+        segment: d.segment.clone(),
         arm: d.arm,
         propensity: d.propensity,
         created_ms: d.created_ms,
@@ -737,11 +750,7 @@ fn record(id: &str, d: &Decision) -> DecisionRecord {
         status: d.status,
         outcome_seq: d.outcome_seq,
         reward: d.reward,
-        context: d
-            .context
-            .as_deref()
-            .map(<[f64]>::to_vec)
-            .unwrap_or_default(),
+        context: d.context.clone(),
     }
 }
 

@@ -9,10 +9,11 @@
 use crate::campaign::{CampaignSpec, PolicySpec};
 use crate::policy::linucb::{self, LinUcbParams, LinearArm};
 use crate::policy::thompson::{self, ArmCounts, BetaParams, ThompsonPrior, PROPENSITY_DRAWS};
-use crate::policy::uniform_choice;
+use crate::policy::{epsilon_greedy, uniform_choice};
+use crate::FastMap;
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// A campaign shared between the engine's map, the decision index and
@@ -72,7 +73,7 @@ pub struct CampaignState {
     /// Per arm: the sum over all segments (the campaign-wide posterior).
     pub aggregate: Vec<ArmTally>,
     /// Segment name → its own statistics; "" holds segment-less decisions.
-    pub segments: HashMap<Box<str>, Segment>,
+    pub segments: FastMap<Arc<str>, Segment>,
     /// Decisions (pending or resolved) in deadline order.
     pub deadlines: VecDeque<(u64, Arc<str>)>,
     /// Resolved decisions past their deadline, in the order they are forgotten.
@@ -88,6 +89,8 @@ pub struct CampaignState {
     /// Reused buffers for one decision (no allocation on the hot path).
     scratch_posteriors: Vec<BetaParams>,
     scratch_arms: Vec<usize>,
+    scratch_means: Vec<Option<f64>>,
+    scratch_leaders: Vec<usize>,
 }
 
 /// What `choose` decided.
@@ -104,7 +107,7 @@ impl CampaignState {
             spec,
             rng,
             aggregate: vec![ArmTally::default(); arms],
-            segments: HashMap::new(),
+            segments: FastMap::default(),
             deadlines: VecDeque::new(),
             retention: VecDeque::new(),
             arms_version: 0,
@@ -113,6 +116,8 @@ impl CampaignState {
             linear_through: Vec::new(),
             scratch_posteriors: Vec::new(),
             scratch_arms: Vec::new(),
+            scratch_means: Vec::new(),
+            scratch_leaders: Vec::new(),
         };
         st.widen_linear();
         st
@@ -145,7 +150,9 @@ impl CampaignState {
                 beta: prior_beta,
                 pooling: segment_prior_strength,
             }),
-            PolicySpec::Uniform | PolicySpec::LinUcb { .. } => None,
+            PolicySpec::Uniform | PolicySpec::EpsilonGreedy { .. } | PolicySpec::LinUcb { .. } => {
+                None
+            }
         }
     }
 
@@ -163,6 +170,12 @@ impl CampaignState {
             seg.arms.resize(arms, ArmTally::default());
         }
         seg
+    }
+
+    /// The segment's name as kept in the map (shared by its decisions, so a
+    /// decision does not allocate its own copy); `None` if it does not exist.
+    pub fn segment_key(&self, name: &str) -> Option<Arc<str>> {
+        self.segments.get_key_value(name).map(|(k, _)| k.clone())
     }
 
     /// The posterior of `arm` as seen from `segment` ("" = campaign-wide).
@@ -195,6 +208,30 @@ impl CampaignState {
         let prior = match self.spec.policy {
             PolicySpec::Thompson { .. } => self.prior(),
             PolicySpec::Uniform => None,
+            PolicySpec::EpsilonGreedy { epsilon } => {
+                let seg = if segment.is_empty() {
+                    None
+                } else {
+                    self.segments.get(segment)
+                };
+                let mut means = std::mem::take(&mut self.scratch_means);
+                means.clear();
+                means.extend(self.scratch_arms.iter().map(|&a| {
+                    let t = match seg {
+                        None => self.aggregate[a],
+                        Some(s) => s.arms.get(a).copied().unwrap_or_default(),
+                    };
+                    (t.counts.n > 0).then(|| t.counts.sum / t.counts.n as f64)
+                }));
+                let mut leaders = std::mem::take(&mut self.scratch_leaders);
+                let (i, propensity) = epsilon_greedy(&means, epsilon, &mut leaders, &mut self.rng);
+                self.scratch_means = means;
+                self.scratch_leaders = leaders;
+                return Pick {
+                    arm: self.scratch_arms[i],
+                    propensity,
+                };
+            }
             PolicySpec::LinUcb {
                 alpha,
                 lambda,

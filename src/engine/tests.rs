@@ -169,7 +169,7 @@ fn uniform_split_is_even_with_exact_propensity() {
     let mut s = spec("ab", 4, 10, 0.0);
     s.policy = PolicySpec::Uniform;
     e.create_campaign(s).expect("create");
-    let mut counts = HashMap::new();
+    let mut counts = std::collections::HashMap::new();
     for _ in 0..8000 {
         let d = e.choose(&req("ab", "")).expect("choose");
         assert_eq!(d.propensity, 0.25);
@@ -200,7 +200,7 @@ fn interrupted_outcome_write_is_folded_in_exactly_once() {
     let mut rec = snap
         .decisions
         .iter()
-        .find(|d| d.id == d2.decision_id)
+        .find(|d| *d.id == *d2.decision_id)
         .cloned()
         .expect("d2");
     rec.status = DecisionStatus::Rewarded;

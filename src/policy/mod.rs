@@ -9,6 +9,7 @@
 //! - [`thompson`]: Beta-Bernoulli Thompson sampling with segment pooling.
 //! - [`linucb`]: disjoint LinUCB (and linear Thompson sampling) over context features.
 //! - uniform split: no state at all, see [`uniform_choice`].
+//! - ε-greedy: the common baseline, see [`epsilon_greedy`].
 
 pub mod beta;
 pub mod linucb;
@@ -21,4 +22,95 @@ use rand::Rng;
 pub fn uniform_choice<R: Rng + ?Sized>(k: usize, rng: &mut R) -> (usize, f64) {
     debug_assert!(k > 0);
     (rng.random_range(0..k), 1.0 / k as f64)
+}
+
+/// ε-greedy over the empirical means of `k = means.len()` active arms: with
+/// probability ε a uniformly random arm, otherwise one of the arms with the
+/// highest mean (ties broken at random). An untried arm's mean is `None` and
+/// ranks above every tried one, so each arm is tried before it is judged.
+/// Returns the index and its exact propensity
+/// `ε/k + (1−ε)·[index is a leader]/leaders`. `leaders` is a scratch buffer.
+pub fn epsilon_greedy<R: Rng + ?Sized>(
+    means: &[Option<f64>],
+    epsilon: f64,
+    leaders: &mut Vec<usize>,
+    rng: &mut R,
+) -> (usize, f64) {
+    let k = means.len();
+    debug_assert!(k > 0 && (0.0..=1.0).contains(&epsilon));
+    let rank = |m: Option<f64>| m.unwrap_or(f64::INFINITY);
+    let best = means
+        .iter()
+        .map(|m| rank(*m))
+        .fold(f64::NEG_INFINITY, f64::max);
+    leaders.clear();
+    leaders.extend((0..k).filter(|&i| rank(means[i]) == best));
+    let i = if rng.random::<f64>() < epsilon {
+        rng.random_range(0..k)
+    } else {
+        leaders[rng.random_range(0..leaders.len())]
+    };
+    let lead = if leaders.contains(&i) {
+        (1.0 - epsilon) / leaders.len() as f64
+    } else {
+        0.0
+    };
+    (i, epsilon / k as f64 + lead)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::SmallRng;
+    use rand::SeedableRng;
+
+    // The empirical frequency of each arm matches the propensity ε-greedy
+    // reports for it, leaders, ties and untried arms included.
+    #[test]
+    fn epsilon_greedy_propensity_matches_frequency() {
+        let cases: [&[Option<f64>]; 3] = [
+            &[Some(0.1), Some(0.3), Some(0.2)],
+            &[Some(0.3), Some(0.1), Some(0.3), Some(0.0)],
+            &[Some(0.9), None, None, Some(0.5)],
+        ];
+        let mut rng = SmallRng::seed_from_u64(5);
+        let mut leaders = Vec::new();
+        for means in cases {
+            let n = 200_000;
+            let mut hits = vec![0u32; means.len()];
+            let mut reported = vec![f64::NAN; means.len()];
+            for _ in 0..n {
+                let (i, p) = epsilon_greedy(means, 0.2, &mut leaders, &mut rng);
+                hits[i] += 1;
+                reported[i] = p;
+            }
+            let total: f64 = reported.iter().filter(|p| p.is_finite()).sum();
+            assert!((total - 1.0).abs() < 1e-12, "{means:?}: {reported:?}");
+            for (h, p) in hits.iter().zip(&reported) {
+                let f = f64::from(*h) / f64::from(n);
+                assert!(
+                    (f - p).abs() < 0.005,
+                    "{means:?}: freq {f} vs propensity {p}"
+                );
+            }
+        }
+    }
+
+    // ε = 0 is pure greedy; the untried arms are tried first.
+    #[test]
+    fn greedy_prefers_untried_then_best() {
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut leaders = Vec::new();
+        for _ in 0..100 {
+            let (i, p) = epsilon_greedy(&[Some(0.5), None, Some(0.9)], 0.0, &mut leaders, &mut rng);
+            assert_eq!((i, p), (1, 1.0));
+            let (i, p) = epsilon_greedy(
+                &[Some(0.5), Some(0.1), Some(0.9)],
+                0.0,
+                &mut leaders,
+                &mut rng,
+            );
+            assert_eq!((i, p), (2, 1.0));
+        }
+    }
 }

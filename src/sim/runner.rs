@@ -8,12 +8,12 @@
 
 use super::population::Population;
 use super::scenario::Scenario;
-use super::strategy::{argmax, AbState, Decider, Pick, Setup, StrategyKind};
+use super::strategy::{argmax, AbState, Decider, Setup, StrategyKind};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Options of a simulation.
 #[derive(Debug, Clone)]
@@ -97,28 +97,8 @@ pub fn run_seed(seed: u64, run: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-struct Event {
-    due: u64,
-    seq: u64,
-    pick: Pick,
-    converted: bool,
-}
-impl PartialEq for Event {
-    fn eq(&self, o: &Self) -> bool {
-        (self.due, self.seq) == (o.due, o.seq)
-    }
-}
-impl Eq for Event {}
-impl PartialOrd for Event {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Event {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.due, self.seq).cmp(&(o.due, o.seq))
-    }
-}
+/// A conversion to report: (report time, customer number, decision id).
+type Conversion = Reverse<(u64, u64, Arc<str>)>;
 
 /// Runs one strategy over one run's customer stream; also returns the
 /// Σ true p per offer (to name the true best offer).
@@ -146,15 +126,17 @@ pub fn run_one(
     let strategy_seed = run_seed(seed, 1000 + kind as usize);
     let mut decider = Decider::new(kind, setup, strategy_seed)?;
     let window_ms = u64::from(s.delay.attribution_window_minutes) * 60_000;
-    let mut events: BinaryHeap<Reverse<Event>> = BinaryHeap::new();
+    // Only conversions are reported; the engine learns a non-conversion when
+    // its reward timeout passes.
+    let mut conversions: BinaryHeap<Conversion> = BinaryHeap::new();
     let mut probs = Vec::with_capacity(k);
     let mut true_sum = vec![0.0; k];
     let mut last_t = 0;
     for (seq, c) in pop.stream(seed).enumerate() {
-        while events.peek().is_some_and(|e| e.0.due <= c.t_ms) {
-            if let Some(Reverse(e)) = events.pop() {
-                decider.advance(e.due.max(last_t))?;
-                decider.learn(&e.pick, e.converted, e.due)?;
+        while conversions.peek().is_some_and(|e| e.0 .0 <= c.t_ms) {
+            if let Some(Reverse((due, _, id))) = conversions.pop() {
+                decider.advance(due.max(last_t))?;
+                decider.convert(&id)?;
             }
         }
         decider.advance(c.t_ms)?;
@@ -180,19 +162,16 @@ pub fn run_one(
         so.customers += 1;
         so.conversions += u64::from(converted);
         so.regret += best - p;
-        let reported = converted && c.delay_ms <= window_ms;
-        let due = c.t_ms + if reported { c.delay_ms } else { window_ms };
-        events.push(Reverse(Event {
-            due,
-            seq: seq as u64,
-            pick,
-            converted: reported,
-        }));
+        if let (true, Some(id)) = (converted && c.delay_ms <= window_ms, pick.decision) {
+            conversions.push(Reverse((c.t_ms + c.delay_ms, seq as u64, id)));
+        }
     }
-    while let Some(Reverse(e)) = events.pop() {
-        decider.advance(e.due.max(last_t))?;
-        decider.learn(&e.pick, e.converted, e.due)?;
+    while let Some(Reverse((due, _, id))) = conversions.pop() {
+        decider.advance(due.max(last_t))?;
+        decider.convert(&id)?;
     }
+    // Let the last attribution window close (the A/B test may conclude).
+    decider.advance(last_t + window_ms + 60_000)?;
     m.ab = decider.ab_state().cloned();
     Ok((m, true_sum))
 }

@@ -1,10 +1,12 @@
 //! Strategies: who picks the offer for each simulated customer.
 //!
-//! Owns the strategy list, the engine-backed deciders (uniform, Thompson
-//! campaign-wide and per segment, LinUCB: each through a real [`Engine`]
-//! over a `MemoryStore` with a manual clock) and the sim-only baselines
-//! (A/B test, ε-greedy, oracle). It decides and learns; it does not draw
-//! customers or keep metrics (see `population` and `runner`).
+//! Owns the strategy list and the deciders. Every strategy but the oracle
+//! runs through a real [`Engine`] over a `MemoryStore` with a manual clock,
+//! the code the daemon serves with: uniform, ε-greedy, Thompson sampling
+//! campaign-wide and per segment, LinUCB, and the A/B test (a uniform
+//! campaign whose losers are retired once the test concludes). It decides
+//! and learns; it does not draw customers or keep metrics (see `population`
+//! and `runner`).
 
 use super::abtest;
 use super::population::Customer;
@@ -12,8 +14,6 @@ use super::scenario::Scenario;
 use crate::campaign::{ArmSpec, CampaignSpec, PolicySpec};
 use crate::engine::{ChooseRequest, Clock, Engine, EngineOptions};
 use crate::store::MemoryStore;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -82,10 +82,8 @@ impl StrategyKind {
 /// What a decider picked for one customer.
 pub struct Pick {
     pub offer: usize,
-    /// The engine's decision id, for engine-backed deciders.
-    pub decision: Option<String>,
-    /// Whether this customer belongs to an A/B test phase.
-    pub in_test: bool,
+    /// The engine's decision id (`None` for the oracle, which learns nothing).
+    pub decision: Option<Arc<str>>,
 }
 
 /// Run-time knowledge the deciders share (no true rates except for the oracle).
@@ -101,37 +99,47 @@ pub struct Setup<'a> {
 
 type SimResult<T> = Result<T, crate::Error>;
 
-/// A/B test state, reported at the end of a run.
+/// The A/B test as a marketer runs it on banditd: a uniform campaign whose
+/// first `per_arm × offers` decisions are tagged with segment
+/// [`AB_SEGMENT`]; once the last of them is resolved (rewarded or timed
+/// out), the test reads that segment's counts from the engine's stats,
+/// runs the z-tests, and retires every offer but the winner.
 #[derive(Debug, Clone, Default)]
 pub struct AbState {
+    /// Customers per offer in the test phase (the power calculation).
     pub per_arm: u64,
+    /// Test customers assigned so far.
     pub assigned: u64,
-    pub resolved: u64,
+    /// Per offer: conversions and customers in the test, from the engine.
     pub successes: Vec<u64>,
     pub trials: Vec<u64>,
-    /// Σ true p per offer over the test customers (to name the true best).
-    pub true_sum: Vec<f64>,
     pub decision: Option<abtest::AbDecision>,
+    /// Simulated time (ms) of the decision.
     pub decided_at: Option<u64>,
+    /// Deadline of the last test decision: its outcome is known after it.
+    closes_at: Option<u64>,
+}
+
+/// Segment of the A/B test's test-phase decisions.
+pub const AB_SEGMENT: &str = "ab-test";
+
+/// A strategy backed by a real [`Engine`] over a [`MemoryStore`], moved
+/// through simulated time by a manual clock.
+pub struct EngineDecider {
+    engine: Engine,
+    clock: Arc<AtomicU64>,
+    per_segment: bool,
+    contextual: bool,
+    next_expiry: u64,
+    timeout_ms: u64,
+    /// One request reused for every customer (no allocation per decision).
+    request: ChooseRequest,
+    ab: Option<AbState>,
 }
 
 pub enum Decider {
-    Engine {
-        engine: Engine,
-        clock: Arc<AtomicU64>,
-        per_segment: bool,
-        contextual: bool,
-        next_expiry: u64,
-    },
-    Ab {
-        rng: SmallRng,
-        state: AbState,
-    },
-    Epsilon {
-        rng: SmallRng,
-        successes: Vec<u64>,
-        trials: Vec<u64>,
-    },
+    Engine(Box<EngineDecider>),
+    /// Knows the true rates; a yardstick, not a policy, so it needs no engine.
     Oracle,
 }
 
@@ -142,30 +150,9 @@ impl Decider {
         let s = setup.scenario;
         let k = s.offers.len();
         let policy = match kind {
-            StrategyKind::AbTest => {
-                let alpha = abtest::corrected_alpha(0.05, k);
-                let per_arm =
-                    abtest::sample_size_per_arm(setup.baseline_rate, setup.mde, alpha, 0.8);
-                return Ok(Decider::Ab {
-                    rng: SmallRng::seed_from_u64(seed),
-                    state: AbState {
-                        per_arm,
-                        successes: vec![0; k],
-                        trials: vec![0; k],
-                        true_sum: vec![0.0; k],
-                        ..AbState::default()
-                    },
-                });
-            }
-            StrategyKind::EpsilonGreedy => {
-                return Ok(Decider::Epsilon {
-                    rng: SmallRng::seed_from_u64(seed),
-                    successes: vec![0; k],
-                    trials: vec![0; k],
-                })
-            }
             StrategyKind::Oracle => return Ok(Decider::Oracle),
-            StrategyKind::Uniform => PolicySpec::Uniform,
+            StrategyKind::AbTest | StrategyKind::Uniform => PolicySpec::Uniform,
+            StrategyKind::EpsilonGreedy => PolicySpec::EpsilonGreedy { epsilon: 0.1 },
             StrategyKind::ThompsonCampaign | StrategyKind::ThompsonSegment => {
                 PolicySpec::thompson_default()
             }
@@ -177,6 +164,13 @@ impl Decider {
                 missing_zero: false,
             },
         };
+        let ab = (kind == StrategyKind::AbTest).then(|| {
+            let alpha = abtest::corrected_alpha(0.05, k);
+            AbState {
+                per_arm: abtest::sample_size_per_arm(setup.baseline_rate, setup.mde, alpha, 0.8),
+                ..AbState::default()
+            }
+        });
         let clock = Arc::new(AtomicU64::new(0));
         let engine = Engine::open(
             Arc::new(MemoryStore::new()),
@@ -185,6 +179,7 @@ impl Decider {
                 clock: Clock::Manual(clock.clone()),
             },
         )?;
+        let timeout_seconds = s.delay.attribution_window_minutes * 60;
         engine.create_campaign(CampaignSpec {
             id: CAMPAIGN.into(),
             arms: s
@@ -196,170 +191,151 @@ impl Decider {
                 })
                 .collect(),
             policy,
-            reward_timeout_seconds: s.delay.attribution_window_minutes * 60,
+            reward_timeout_seconds: timeout_seconds,
             default_reward: 0.0,
         })?;
-        Ok(Decider::Engine {
+        let contextual = kind == StrategyKind::LinUcb;
+        Ok(Decider::Engine(Box::new(EngineDecider {
             engine,
             clock,
             per_segment: kind == StrategyKind::ThompsonSegment,
-            contextual: kind == StrategyKind::LinUcb,
+            contextual,
             next_expiry: 60_000,
-        })
+            timeout_ms: u64::from(timeout_seconds) * 1000,
+            request: ChooseRequest {
+                campaign_id: CAMPAIGN.into(),
+                segment: String::new(),
+                context: if contextual {
+                    s.features.iter().map(|f| (f.clone(), 0.0)).collect()
+                } else {
+                    Vec::new()
+                },
+                decision_id: None,
+            },
+            ab,
+        })))
     }
 
-    /// Moves simulated time to `now_ms` (expiring overdue engine decisions once a simulated minute).
+    /// Moves simulated time to `now_ms`: once a simulated minute, the engine
+    /// expires overdue decisions (learning their default reward) and the A/B
+    /// test checks whether its results are in.
     pub fn advance(&mut self, now_ms: u64) -> SimResult<()> {
-        if let Decider::Engine {
-            engine,
-            clock,
-            next_expiry,
-            ..
-        } = self
-        {
-            clock.store(now_ms, Ordering::Relaxed);
-            if now_ms >= *next_expiry {
-                engine.expire_due()?;
-                *next_expiry = now_ms + 60_000;
-            }
+        let Decider::Engine(d) = self else {
+            return Ok(());
+        };
+        d.clock.store(now_ms, Ordering::Relaxed);
+        if now_ms >= d.next_expiry {
+            d.engine.expire_due()?;
+            d.next_expiry = now_ms + 60_000;
+            d.conclude_ab(now_ms)?;
         }
         Ok(())
     }
 
-    /// Picks an offer for `c`, whose true probabilities are `probs`.
+    /// Picks an offer for `c`, whose true probabilities are `probs` (only
+    /// the oracle looks at them).
     pub fn choose(&mut self, setup: &Setup, c: &Customer, probs: &[f64]) -> SimResult<Pick> {
-        let k = probs.len();
-        let plain = |offer| Pick {
-            offer,
-            decision: None,
-            in_test: false,
+        let Decider::Engine(d) = self else {
+            return Ok(Pick {
+                offer: argmax(probs),
+                decision: None,
+            });
         };
-        match self {
-            Decider::Engine {
-                engine,
-                per_segment,
-                contextual,
-                ..
-            } => {
-                let context = if *contextual {
-                    setup
-                        .scenario
-                        .features
-                        .iter()
-                        .zip(&c.x)
-                        .zip(&setup.feature_stats)
-                        .map(|((n, x), (m, sd))| (n.clone(), (x - m) / sd))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                let segment = if *per_segment {
-                    setup.scenario.segments[c.segment].name.clone()
-                } else {
-                    String::new()
-                };
-                let choice = engine.choose(&ChooseRequest {
-                    campaign_id: CAMPAIGN.into(),
-                    segment,
-                    context,
-                    decision_id: None,
-                })?;
-                let offer = setup
-                    .scenario
-                    .offers
-                    .iter()
-                    .position(|o| o.id == choice.arm_id)
-                    .unwrap_or(0);
-                Ok(Pick {
-                    offer,
-                    decision: Some(choice.decision_id),
-                    in_test: false,
-                })
+        let segment = if d.per_segment {
+            setup.scenario.segments[c.segment].name.as_str()
+        } else {
+            d.ab_segment(setup.scenario.offers.len(), c.t_ms)
+        };
+        d.request.segment.clear();
+        d.request.segment.push_str(segment);
+        if d.contextual {
+            for ((slot, x), (m, sd)) in d
+                .request
+                .context
+                .iter_mut()
+                .zip(&c.x)
+                .zip(&setup.feature_stats)
+            {
+                slot.1 = (x - m) / sd;
             }
-            Decider::Ab { rng, state } => {
-                if let Some(d) = state.decision {
-                    return Ok(plain(d.winner));
-                }
-                let offer = rng.random_range(0..k);
-                let in_test = state.assigned < state.per_arm.saturating_mul(k as u64);
-                if in_test {
-                    state.assigned += 1;
-                    for (s, p) in state.true_sum.iter_mut().zip(probs) {
-                        *s += p;
-                    }
-                }
-                Ok(Pick {
-                    offer,
-                    decision: None,
-                    in_test,
-                })
-            }
-            Decider::Epsilon {
-                rng,
-                successes,
-                trials,
-            } => {
-                if rng.random::<f64>() < 0.1 {
-                    return Ok(plain(rng.random_range(0..k)));
-                }
-                let mean = |i: usize| {
-                    if trials[i] == 0 {
-                        f64::INFINITY
-                    } else {
-                        successes[i] as f64 / trials[i] as f64
-                    }
-                };
-                let best = (0..k).map(mean).fold(f64::NEG_INFINITY, f64::max);
-                let ties: Vec<usize> = (0..k).filter(|i| mean(*i) == best).collect();
-                Ok(plain(ties[rng.random_range(0..ties.len())]))
-            }
-            Decider::Oracle => Ok(plain(argmax(probs))),
         }
+        let choice = d.engine.choose(&d.request)?;
+        Ok(Pick {
+            offer: choice.arm,
+            decision: Some(choice.decision_id),
+        })
     }
 
-    /// Learns one outcome at its report time: a conversion inside the
-    /// attribution window, or (sim-only deciders) a non-conversion once the
-    /// window closes. Engine deciders learn non-conversions by timeout.
-    pub fn learn(&mut self, pick: &Pick, converted: bool, now_ms: u64) -> SimResult<()> {
-        match self {
-            Decider::Engine { engine, .. } => {
-                if let (true, Some(id)) = (converted, &pick.decision) {
-                    match engine.reward(id, 1.0) {
-                        Ok(_) | Err(crate::Error::FailedPrecondition(_)) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+    /// Reports a conversion inside the attribution window. Non-conversions
+    /// are never reported: the engine learns them when the reward timeout
+    /// passes, as it does in production.
+    pub fn convert(&mut self, decision: &str) -> SimResult<()> {
+        if let Decider::Engine(d) = self {
+            match d.engine.reward(decision, 1.0) {
+                Ok(_) | Err(crate::Error::FailedPrecondition(_)) => {}
+                Err(e) => return Err(e),
             }
-            Decider::Ab { state, .. } => {
-                if pick.in_test {
-                    state.trials[pick.offer] += 1;
-                    state.successes[pick.offer] += u64::from(converted);
-                    state.resolved += 1;
-                    let k = state.trials.len() as u64;
-                    if state.resolved == state.per_arm.saturating_mul(k) && state.decision.is_none()
-                    {
-                        state.decision =
-                            Some(abtest::decide(&state.successes, &state.trials, 0.05));
-                        state.decided_at = Some(now_ms);
-                    }
-                }
-            }
-            Decider::Epsilon {
-                successes, trials, ..
-            } => {
-                trials[pick.offer] += 1;
-                successes[pick.offer] += u64::from(converted);
-            }
-            Decider::Oracle => {}
         }
         Ok(())
     }
 
     pub fn ab_state(&self) -> Option<&AbState> {
         match self {
-            Decider::Ab { state, .. } => Some(state),
-            _ => None,
+            Decider::Engine(d) => d.ab.as_ref(),
+            Decider::Oracle => None,
         }
+    }
+}
+
+impl EngineDecider {
+    /// The segment of the next decision: the A/B test's test phase tags its
+    /// customers, everything else is campaign-wide.
+    fn ab_segment(&mut self, offers: usize, now_ms: u64) -> &'static str {
+        let Some(ab) = self.ab.as_mut() else {
+            return "";
+        };
+        let quota = ab.per_arm.saturating_mul(offers as u64);
+        if ab.decision.is_some() || ab.assigned >= quota {
+            return "";
+        }
+        ab.assigned += 1;
+        if ab.assigned == quota {
+            ab.closes_at = Some(now_ms + self.timeout_ms);
+        }
+        AB_SEGMENT
+    }
+
+    /// Once every test decision is resolved: the z-tests on the engine's
+    /// counts, then every offer but the winner is retired.
+    fn conclude_ab(&mut self, now_ms: u64) -> SimResult<()> {
+        let Some(ab) = self.ab.as_mut() else {
+            return Ok(());
+        };
+        if ab.decision.is_some() || ab.closes_at.is_none_or(|t| now_ms <= t) {
+            return Ok(());
+        }
+        let stats = self.engine.stats(CAMPAIGN, AB_SEGMENT)?;
+        let Some(test) = stats.iter().find(|s| s.segment == AB_SEGMENT) else {
+            return Ok(());
+        };
+        if test.arms.iter().any(|a| a.pending > 0) {
+            return Ok(());
+        }
+        ab.trials = test.arms.iter().map(|a| a.pulls).collect();
+        ab.successes = test
+            .arms
+            .iter()
+            .map(|a| a.reward_sum.round() as u64)
+            .collect();
+        let decision = abtest::decide(&ab.successes, &ab.trials, 0.05);
+        ab.decision = Some(decision);
+        ab.decided_at = Some(now_ms);
+        for (i, arm) in test.arms.iter().enumerate() {
+            if i != decision.winner {
+                self.engine.retire_arm(CAMPAIGN, &arm.arm_id)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -4,11 +4,16 @@
 use super::{DecisionRecord, LinearRow, PosteriorKey, PosteriorRow, Snapshot, Store};
 use crate::campaign::CampaignSpec;
 use crate::error::StoreError;
+use crate::FastMap;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// Keeps everything in ordered maps behind one mutex (it is never on a path
-/// where that matters: the simulator runs one engine per thread).
+/// Keeps everything in hash maps behind one mutex (it is never on a path
+/// where that matters: the simulator runs one engine per thread). Records
+/// share their strings with the engine, so a write is a few reference-count
+/// bumps and one hash insert. [`Store::load`] returns everything sorted by
+/// key, as the sled store does.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     /// Guards the whole state so each trait method is atomic.
@@ -17,10 +22,12 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct State {
-    campaigns: BTreeMap<String, CampaignSpec>,
-    posteriors: BTreeMap<PosteriorKey, PosteriorRow>,
-    decisions: BTreeMap<String, DecisionRecord>,
-    linear: BTreeMap<(String, u32), LinearRow>,
+    campaigns: FastMap<String, CampaignSpec>,
+    posteriors: FastMap<PosteriorKey, PosteriorRow>,
+    /// Ordered, as in sled: server-generated ids sort in creation order, so
+    /// inserts, updates and removals stay near the edges of the tree.
+    decisions: BTreeMap<Arc<str>, DecisionRecord>,
+    linear: FastMap<(Arc<str>, u32), LinearRow>,
 }
 
 impl MemoryStore {
@@ -32,7 +39,7 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
         let s = self.state.lock();
-        Ok(Snapshot {
+        let mut snap = Snapshot {
             campaigns: s.campaigns.values().cloned().collect(),
             posteriors: s.posteriors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             decisions: s.decisions.values().cloned().collect(),
@@ -41,7 +48,12 @@ impl Store for MemoryStore {
                 .iter()
                 .map(|((c, a), r)| (c.clone(), *a, r.clone()))
                 .collect(),
-        })
+        };
+        snap.campaigns.sort_by(|a, b| a.id.cmp(&b.id));
+        snap.posteriors.sort_by(|a, b| a.0.cmp(&b.0));
+        snap.decisions.sort_by(|a, b| a.id.cmp(&b.id));
+        snap.linear.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        Ok(snap)
     }
 
     fn put_campaign(&self, spec: &CampaignSpec) -> Result<(), StoreError> {
@@ -55,10 +67,10 @@ impl Store for MemoryStore {
     fn delete_campaign(&self, id: &str, decisions: &[String]) -> Result<(), StoreError> {
         let mut s = self.state.lock();
         s.campaigns.remove(id);
-        s.posteriors.retain(|k, _| k.campaign != id);
-        s.linear.retain(|(c, _), _| c != id);
+        s.posteriors.retain(|k, _| &*k.campaign != id);
+        s.linear.retain(|(c, _), _| &**c != id);
         for d in decisions {
-            s.decisions.remove(d);
+            s.decisions.remove(d.as_str());
         }
         Ok(())
     }
@@ -91,7 +103,7 @@ impl Store for MemoryStore {
         self.state
             .lock()
             .linear
-            .insert((campaign.to_string(), arm), row.clone());
+            .insert((campaign.into(), arm), row.clone());
         Ok(())
     }
 

@@ -30,13 +30,14 @@ use crate::campaign::CampaignSpec;
 use crate::error::StoreError;
 use crate::policy::linucb::LinearArm;
 use crate::policy::thompson::ArmCounts;
+use std::sync::Arc;
 
 /// Where one arm's statistics live: (campaign, segment, arm index).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PosteriorKey {
-    pub campaign: String,
+    pub campaign: Arc<str>,
     /// "" holds the outcomes of campaign-wide (segment-less) decisions.
-    pub segment: String,
+    pub segment: Arc<str>,
     pub arm: u32,
 }
 
@@ -60,12 +61,14 @@ pub struct PosteriorRow {
 }
 
 /// A decision as persisted: enough to answer a retried `Choose`, to join a
-/// late `Reward`, and to expire it after a restart.
+/// late `Reward`, and to expire it after a restart. The strings and the
+/// context are shared with the engine's in-memory decision, so building a
+/// record allocates nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionRecord {
-    pub id: String,
-    pub campaign: String,
-    pub segment: String,
+    pub id: Arc<str>,
+    pub campaign: Arc<str>,
+    pub segment: Arc<str>,
     pub arm: u32,
     pub propensity: f64,
     /// Wall-clock milliseconds since the Unix epoch.
@@ -78,7 +81,7 @@ pub struct DecisionRecord {
     pub reward: f64,
     /// Contextual campaigns: the context vector the decision was made with
     /// (intercept first), so a delayed reward updates the arm with the right x.
-    pub context: Vec<f64>,
+    pub context: Option<Arc<[f64]>>,
 }
 
 /// One LinUCB arm's persisted statistics (bit-for-bit, cached inverse included).
@@ -96,7 +99,7 @@ pub struct Snapshot {
     pub posteriors: Vec<(PosteriorKey, PosteriorRow)>,
     pub decisions: Vec<DecisionRecord>,
     /// (campaign, arm index, statistics) of contextual campaigns.
-    pub linear: Vec<(String, u32, LinearRow)>,
+    pub linear: Vec<(Arc<str>, u32, LinearRow)>,
 }
 
 /// The persistence seam. Implementations must be safe to call from many

@@ -27,6 +27,7 @@ use crate::policy::linucb::LinearArm;
 use crate::policy::thompson::ArmCounts;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How to open the database.
 #[derive(Debug, Clone)]
@@ -184,7 +185,7 @@ fn push_str(buf: &mut Vec<u8>, s: &str) {
 }
 
 /// Reads a length-prefixed string at `*pos`, advancing it.
-fn read_str(key: &[u8], buf: &[u8], pos: &mut usize) -> Result<String, StoreError> {
+fn read_str(key: &[u8], buf: &[u8], pos: &mut usize) -> Result<Arc<str>, StoreError> {
     let len = *buf
         .get(*pos)
         .ok_or_else(|| corrupt(key, "truncated length"))? as usize;
@@ -192,7 +193,9 @@ fn read_str(key: &[u8], buf: &[u8], pos: &mut usize) -> Result<String, StoreErro
         .get(*pos + 1..*pos + 1 + len)
         .ok_or_else(|| corrupt(key, "truncated string"))?;
     *pos += 1 + len;
-    String::from_utf8(bytes.to_vec()).map_err(|e| corrupt(key, e))
+    std::str::from_utf8(bytes)
+        .map(Arc::from)
+        .map_err(|e| corrupt(key, e))
 }
 
 fn read_array<const N: usize>(
@@ -267,8 +270,9 @@ fn encode_decision(d: &DecisionRecord) -> Vec<u8> {
     v.extend_from_slice(&d.reward.to_bits().to_be_bytes());
     push_str(&mut v, &d.campaign);
     push_str(&mut v, &d.segment);
-    v.extend_from_slice(&(d.context.len() as u16).to_be_bytes());
-    for x in &d.context {
+    let context = d.context.as_deref().unwrap_or_default();
+    v.extend_from_slice(&(context.len() as u16).to_be_bytes());
+    for x in context {
         v.extend_from_slice(&x.to_bits().to_be_bytes());
     }
     v
@@ -284,7 +288,7 @@ fn read_f64s(key: &[u8], buf: &[u8], pos: &mut usize, n: usize) -> Result<Vec<f6
     (0..n).map(|_| read_f64(key, buf, pos)).collect()
 }
 
-fn decode_linear_key(key: &[u8]) -> Result<(String, u32), StoreError> {
+fn decode_linear_key(key: &[u8]) -> Result<(Arc<str>, u32), StoreError> {
     let mut pos = 1;
     let campaign = read_str(key, key, &mut pos)?;
     let arm = u32::from_be_bytes(read_array(key, key, &mut pos)?);
@@ -327,7 +331,9 @@ fn decode_linear(key: &[u8], v: &[u8]) -> Result<LinearRow, StoreError> {
 }
 
 fn decode_decision(key: &[u8], v: &[u8]) -> Result<DecisionRecord, StoreError> {
-    let id = String::from_utf8(key[1..].to_vec()).map_err(|e| corrupt(key, e))?;
+    let id: Arc<str> = std::str::from_utf8(&key[1..])
+        .map(Arc::from)
+        .map_err(|e| corrupt(key, e))?;
     let mut pos = 0;
     let [status] = read_array::<1>(key, v, &mut pos)?;
     let status = match status {
@@ -345,7 +351,9 @@ fn decode_decision(key: &[u8], v: &[u8]) -> Result<DecisionRecord, StoreError> {
     let campaign = read_str(key, v, &mut pos)?;
     let segment = read_str(key, v, &mut pos)?;
     let n = u16::from_be_bytes(read_array(key, v, &mut pos)?) as usize;
-    let context = read_f64s(key, v, &mut pos, n)?;
+    let context = (n > 0)
+        .then(|| read_f64s(key, v, &mut pos, n).map(Arc::from))
+        .transpose()?;
     Ok(DecisionRecord {
         id,
         campaign,
