@@ -34,7 +34,7 @@ use crate::store::{
     DecisionRecord, DecisionStatus, GroupCommit, LinearRow, PosteriorKey, PosteriorRow, Store,
 };
 use crate::FastMap;
-use decisions::{Decision, DecisionIndex};
+use decisions::{Decision, ForeignIndex, Locator};
 use parking_lot::RwLock;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -116,15 +116,42 @@ pub struct Engine {
     /// Campaign id → campaign. Read-locked to look up, write-locked only to
     /// create or delete; never held while a campaign's own lock is taken
     /// for long.
-    campaigns: RwLock<FastMap<Arc<str>, Arc<CampaignCell>>>,
-    decisions: DecisionIndex,
+    campaigns: RwLock<Campaigns>,
+    /// Decisions whose ids this process did not generate.
+    foreign: ForeignIndex,
     store: Arc<dyn Store>,
     commit: Option<GroupCommit>,
     clock: Clock,
     seed: u64,
-    /// Server-generated decision ids: a random per-process prefix and a counter.
+    /// Server-generated decision ids: `{prefix}-{campaign no}-{slot}`, with a
+    /// random per-process prefix.
     id_prefix: String,
-    id_counter: AtomicU64,
+}
+
+/// The campaigns, by id and by this process's number for them.
+#[derive(Debug, Default)]
+struct Campaigns {
+    by_id: FastMap<Arc<str>, Arc<CampaignCell>>,
+    by_no: FastMap<u32, Arc<CampaignCell>>,
+    next_no: u32,
+}
+
+impl Campaigns {
+    fn insert(&mut self, cell: Arc<CampaignCell>) {
+        self.by_no.insert(cell.no, cell.clone());
+        self.by_id.insert(cell.id.clone(), cell);
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(cell) = self.by_id.remove(id) {
+            self.by_no.remove(&cell.no);
+        }
+    }
+
+    fn next_no(&mut self) -> u32 {
+        self.next_no += 1;
+        self.next_no
+    }
 }
 
 fn fnv1a(s: &str) -> u64 {
@@ -138,8 +165,8 @@ impl Engine {
     pub fn open(store: Arc<dyn Store>, options: EngineOptions) -> Result<Self> {
         let seed = options.seed.unwrap_or_else(|| rand::rng().random());
         let engine = Engine {
-            campaigns: RwLock::new(FastMap::default()),
-            decisions: DecisionIndex::default(),
+            campaigns: RwLock::new(Campaigns::default()),
+            foreign: ForeignIndex::default(),
             store,
             commit: None,
             clock: options.clock,
@@ -147,7 +174,6 @@ impl Engine {
             // From the OS, not the seed: ids must differ across restarts
             // even when decisions are seeded.
             id_prefix: format!("{:016x}", rand::rng().random::<u64>()),
-            id_counter: AtomicU64::new(0),
         };
         engine.load()?;
         Ok(engine)
@@ -162,11 +188,12 @@ impl Engine {
 
     fn load(&self) -> Result<()> {
         let snap = self.store.load()?;
-        let mut map = self.campaigns.write();
+        let mut campaigns = self.campaigns.write();
         for spec in snap.campaigns {
-            let cell = self.new_cell(spec);
-            map.insert(cell.id.clone(), cell);
+            let no = campaigns.next_no();
+            campaigns.insert(self.new_cell(spec, no));
         }
+        let map = &campaigns.by_id;
         for (key, row) in snap.posteriors {
             let Some(cell) = map.get(&*key.campaign) else {
                 continue;
@@ -230,20 +257,23 @@ impl Engine {
                     linear_folded.push((cell.clone(), d.arm));
                 }
             }
-            st.deadlines.push_back((d.deadline_ms, id.clone()));
-            self.decisions.shard(&id).lock().insert(
+            let slot = st.log.push(Decision {
+                id: id.clone(),
+                segment: d.segment,
+                arm: d.arm,
+                propensity: d.propensity,
+                created_ms: d.created_ms,
+                deadline_ms: d.deadline_ms,
+                status: d.status,
+                outcome_seq: d.outcome_seq,
+                reward: d.reward,
+                context: d.context,
+            });
+            self.foreign.shard(&id).lock().insert(
                 id,
-                Decision {
+                Locator {
                     campaign: cell.clone(),
-                    segment: d.segment,
-                    arm: d.arm,
-                    propensity: d.propensity,
-                    created_ms: d.created_ms,
-                    deadline_ms: d.deadline_ms,
-                    status: d.status,
-                    outcome_seq: d.outcome_seq,
-                    reward: d.reward,
-                    context: d.context,
+                    slot,
                 },
             );
         }
@@ -288,16 +318,17 @@ impl Engine {
         }
         tracing::info!(
             campaigns = map.len(),
-            decisions = self.decisions.len(),
+            decisions = map.values().map(|c| c.state.lock().log.len()).sum::<usize>(),
             "state loaded"
         );
         Ok(())
     }
 
-    fn new_cell(&self, spec: CampaignSpec) -> Arc<CampaignCell> {
+    fn new_cell(&self, spec: CampaignSpec, no: u32) -> Arc<CampaignCell> {
         let rng = SmallRng::seed_from_u64(self.seed ^ fnv1a(&spec.id));
         Arc::new(CampaignCell {
             id: spec.id.as_str().into(),
+            no,
             state: parking_lot::Mutex::new(CampaignState::new(spec, rng)),
         })
     }
@@ -305,6 +336,7 @@ impl Engine {
     fn campaign(&self, id: &str) -> Result<Arc<CampaignCell>> {
         self.campaigns
             .read()
+            .by_id
             .get(id)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("campaign {id:?}")))
@@ -333,19 +365,19 @@ impl Engine {
     /// Creates a campaign; `ALREADY_EXISTS` if the id is taken.
     pub fn create_campaign(&self, spec: CampaignSpec) -> Result<CampaignSpec> {
         spec.validate()?;
-        let mut map = self.campaigns.write();
-        if map.contains_key(spec.id.as_str()) {
+        let mut campaigns = self.campaigns.write();
+        if campaigns.by_id.contains_key(spec.id.as_str()) {
             return Err(Error::AlreadyExists(format!("campaign {:?}", spec.id)));
         }
-        if map.len() >= limits::MAX_CAMPAIGNS {
+        if campaigns.by_id.len() >= limits::MAX_CAMPAIGNS {
             return Err(Error::ResourceExhausted(format!(
                 "at most {} campaigns per daemon",
                 limits::MAX_CAMPAIGNS
             )));
         }
         self.store.put_campaign(&spec)?;
-        let cell = self.new_cell(spec.clone());
-        map.insert(cell.id.clone(), cell);
+        let no = campaigns.next_no();
+        campaigns.insert(self.new_cell(spec.clone(), no));
         tracing::info!(campaign = %spec.id, arms = spec.arms.len(), "campaign created");
         Ok(spec)
     }
@@ -359,6 +391,7 @@ impl Engine {
         let cells: BTreeMap<Arc<str>, Arc<CampaignCell>> = self
             .campaigns
             .read()
+            .by_id
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
@@ -370,22 +403,18 @@ impl Engine {
 
     /// Deletes a campaign with its statistics and decisions.
     pub fn delete_campaign(&self, id: &str) -> Result<()> {
-        let mut map = self.campaigns.write();
-        let cell = map
+        let mut campaigns = self.campaigns.write();
+        let cell = campaigns
+            .by_id
             .get(id)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("campaign {id:?}")))?;
         let st = cell.state.lock();
-        let ids: Vec<String> = st
-            .deadlines
-            .iter()
-            .chain(st.retention.iter())
-            .map(|(_, d)| d.to_string())
-            .collect();
+        let ids: Vec<String> = st.log.iter().map(|d| d.id.to_string()).collect();
         self.store.delete_campaign(id, &ids)?;
-        map.remove(id);
+        campaigns.remove(id);
         for d in &ids {
-            self.decisions.shard(d).lock().remove(d.as_str());
+            self.foreign.remove(d);
         }
         tracing::info!(campaign = %id, decisions = ids.len(), "campaign deleted");
         Ok(())
@@ -448,8 +477,16 @@ impl Engine {
         }
         let cell = self.campaign(&req.campaign_id)?;
         if let Some(id) = &req.decision_id {
-            if let Some(existing) = self.decisions.get(id) {
-                return self.replay(&cell, req, id, &existing);
+            if let Some(found) = self.locate(id) {
+                if let Some(choice) = self.replay(&cell, req, id, &found)? {
+                    return Ok(choice);
+                }
+            }
+            if self.parse_own_id(id).is_some() {
+                // Reserved: it would collide with an id this server hands out.
+                return Err(invalid(format!(
+                    "decision_id {id:?} has the form of a server-generated id but names no known decision; choose another"
+                )));
             }
         }
         let now = self.clock.now_ms();
@@ -467,17 +504,16 @@ impl Engine {
         st.segment_mut(&req.segment);
         let pick = st.choose(&req.segment, x.as_deref());
         let timeout_ms = u64::from(st.spec.reward_timeout_seconds) * 1000;
-        let last_deadline = st.deadlines.back().map_or(0, |(d, _)| *d);
-        let deadline_ms = (now + timeout_ms).max(last_deadline);
-        let id: Arc<str> = match &req.decision_id {
-            Some(d) => d.as_str().into(),
-            None => self.fresh_decision_id(),
-        };
+        let deadline_ms = (now + timeout_ms).max(st.log.last_deadline());
+        let slot = st.log.next_slot();
         let segment = st
             .segment_key(&req.segment)
             .unwrap_or_else(|| req.segment.as_str().into());
         let decision = Decision {
-            campaign: cell.clone(),
+            id: match &req.decision_id {
+                Some(d) => d.as_str().into(),
+                None => self.own_id(cell.no, slot),
+            },
             segment,
             arm: pick.arm as u32,
             propensity: pick.propensity,
@@ -488,62 +524,95 @@ impl Engine {
             reward: 0.0,
             context: x.map(Arc::from),
         };
-        {
-            let mut shard = self.decisions.shard(&id).lock();
-            if let Some(existing) = shard.get(&id) {
+        let id = decision.id.clone();
+        if req.decision_id.is_some() {
+            let mut shard = self.foreign.shard(&id).lock();
+            if let Some(existing) = shard.get(&id).cloned() {
                 // A concurrent retry with the same id won the race.
-                let existing = existing.clone();
                 drop(shard);
                 drop(st);
-                return self.replay(&cell, req, &id, &existing);
+                return self
+                    .replay(&cell, req, &id, &existing)?
+                    .ok_or_else(|| Error::NotFound(format!("decision {id:?}")));
             }
-            self.store.put_decision(&record(&id, &decision))?;
-            shard.insert(id.clone(), decision);
+            self.store.put_decision(&record(&cell.id, &decision))?;
+            shard.insert(
+                id.clone(),
+                Locator {
+                    campaign: cell.clone(),
+                    slot,
+                },
+            );
+        } else {
+            self.store.put_decision(&record(&cell.id, &decision))?;
         }
+        st.log.push(decision);
         st.add_pending(&req.segment, pick.arm);
-        st.deadlines.push_back((deadline_ms, id.clone()));
         Ok(Choice {
+            decision_id: id,
             arm: pick.arm,
             arm_id: st.spec.arms[pick.arm].id.clone(),
-            decision_id: id,
             propensity: pick.propensity,
         })
     }
 
-    /// A server-generated decision id not in use (a caller may have chosen
-    /// one that looks like ours).
-    fn fresh_decision_id(&self) -> Arc<str> {
-        loop {
-            let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-            // Fixed width, so ids sort in creation order: new keys land at
-            // the right edge of the store's ordered keyspace.
-            let id: Arc<str> = format!("{}-{n:012x}", self.id_prefix).into();
-            if !self.decisions.shard(&id).lock().contains_key(&id) {
-                return id;
-            }
+    /// The id of slot `slot` of campaign number `no`: fixed-width slot, so
+    /// a campaign's ids sort in creation order (new keys land at the right
+    /// edge of the store's ordered keyspace).
+    fn own_id(&self, no: u32, slot: u64) -> Arc<str> {
+        format!("{}-{no:x}-{slot:012x}", self.id_prefix).into()
+    }
+
+    /// (campaign number, slot) of an id this process generated.
+    fn parse_own_id(&self, id: &str) -> Option<(u32, u64)> {
+        let rest = id.strip_prefix(self.id_prefix.as_str())?.strip_prefix('-')?;
+        let (no, slot) = rest.split_once('-')?;
+        let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex(no) || slot.len() != 12 || !hex(slot) {
+            return None;
+        }
+        Some((
+            u32::from_str_radix(no, 16).ok()?,
+            u64::from_str_radix(slot, 16).ok()?,
+        ))
+    }
+
+    /// Where a decision id points, if anywhere (its entry may since have
+    /// been forgotten: check the id at the slot under the campaign's lock).
+    fn locate(&self, id: &str) -> Option<Locator> {
+        match self.parse_own_id(id) {
+            Some((no, slot)) => Some(Locator {
+                campaign: self.campaigns.read().by_no.get(&no)?.clone(),
+                slot,
+            }),
+            None => self.foreign.get(id),
         }
     }
 
-    /// The stored answer to a retried `Choose`.
+    /// The stored answer to a retried `Choose`; `None` if the decision was
+    /// forgotten in the meantime.
     fn replay(
         &self,
         cell: &Arc<CampaignCell>,
         req: &ChooseRequest,
         id: &str,
-        d: &Decision,
-    ) -> Result<Choice> {
-        if !Arc::ptr_eq(&d.campaign, cell) || *d.segment != *req.segment {
+        at: &Locator,
+    ) -> Result<Option<Choice>> {
+        let st = at.campaign.state.lock();
+        let Some(d) = st.log.get(at.slot).filter(|d| *d.id == *id) else {
+            return Ok(None);
+        };
+        if !Arc::ptr_eq(&at.campaign, cell) || *d.segment != *req.segment {
             return Err(invalid(format!(
                 "decision_id {id:?} was already used for a different campaign or segment"
             )));
         }
-        let st = cell.state.lock();
-        Ok(Choice {
-            decision_id: id.into(),
+        Ok(Some(Choice {
+            decision_id: d.id.clone(),
             arm: d.arm as usize,
             arm_id: st.spec.arms[d.arm as usize].id.clone(),
             propensity: d.propensity,
-        })
+        }))
     }
 
     /// Learns the reward of a decision.
@@ -554,13 +623,10 @@ impl Engine {
         if !value.is_finite() {
             return Err(invalid(format!("reward value must be finite, got {value}")));
         }
-        let cell = self
-            .decisions
-            .get(decision_id)
-            .map(|d| d.campaign)
-            .ok_or_else(|| Error::NotFound(format!("decision {decision_id:?}")))?;
+        let not_found = || Error::NotFound(format!("decision {decision_id:?}"));
+        let at = self.locate(decision_id).ok_or_else(not_found)?;
         let now = self.clock.now_ms();
-        let mut st = cell.state.lock();
+        let mut st = at.campaign.state.lock();
         let (lo, hi) = st.spec.policy.reward_range();
         if !(lo..=hi).contains(&value) {
             return Err(invalid(format!(
@@ -568,17 +634,10 @@ impl Engine {
                 st.spec.id
             )));
         }
-        let mut shard = self.decisions.shard(decision_id).lock();
         // Re-read under the campaign lock: the decision may have been
-        // resolved or its campaign deleted since the lookup above.
-        let Some(id) = shard.get_key_value(decision_id).map(|(k, _)| k.clone()) else {
-            return Err(Error::NotFound(format!("decision {decision_id:?}")));
-        };
-        let Some(d) = shard
-            .get_mut(&id)
-            .filter(|d| Arc::ptr_eq(&d.campaign, &cell))
-        else {
-            return Err(Error::NotFound(format!("decision {decision_id:?}")));
+        // resolved or forgotten since the lookup above.
+        let Some(d) = st.log.get(at.slot).filter(|d| *d.id == *decision_id) else {
+            return Err(not_found());
         };
         match d.status {
             DecisionStatus::Rewarded => return Ok(RewardOutcome::Duplicate),
@@ -595,8 +654,7 @@ impl Engine {
             resolve(
                 &*self.store,
                 &mut st,
-                &id,
-                d,
+                at.slot,
                 default,
                 DecisionStatus::Expired,
             )?;
@@ -607,8 +665,7 @@ impl Engine {
         resolve(
             &*self.store,
             &mut st,
-            &id,
-            d,
+            at.slot,
             value,
             DecisionStatus::Rewarded,
         )?;
@@ -620,7 +677,8 @@ impl Engine {
     /// decisions expired.
     pub fn expire_due(&self) -> Result<usize> {
         let now = self.clock.now_ms();
-        let cells: Vec<Arc<CampaignCell>> = self.campaigns.read().values().cloned().collect();
+        let cells: Vec<Arc<CampaignCell>> =
+            self.campaigns.read().by_id.values().cloned().collect();
         let mut expired = 0;
         for cell in cells {
             // Bounded work per lock hold, so a burst of expiries never
@@ -642,74 +700,75 @@ impl Engine {
         let mut st = cell.state.lock();
         let retention_ms = u64::from(st.spec.reward_timeout_seconds) * 1000;
         let (mut expired, mut budget) = (0, EXPIRY_BATCH);
-        while let Some((deadline, id)) = st.deadlines.front().cloned() {
-            if deadline >= now || budget == 0 {
+        while budget > 0 {
+            let Some(slot) = st.log.next_overdue(now) else {
                 break;
-            }
+            };
             budget -= 1;
+            if st
+                .log
+                .get(slot)
+                .is_some_and(|d| d.status == DecisionStatus::Pending)
             {
-                let mut shard = self.decisions.shard(&id).lock();
-                if let Some(d) = shard.get_mut(&*id) {
-                    if d.status == DecisionStatus::Pending {
-                        let default = st.spec.default_reward;
-                        resolve(
-                            &*self.store,
-                            &mut st,
-                            &id,
-                            d,
-                            default,
-                            DecisionStatus::Expired,
-                        )?;
-                        expired += 1;
-                    }
-                }
+                let default = st.spec.default_reward;
+                resolve(&*self.store, &mut st, slot, default, DecisionStatus::Expired)?;
+                expired += 1;
             }
-            st.deadlines.pop_front();
-            st.retention
-                .push_back((deadline.saturating_add(retention_ms), id));
+            st.log.mark_swept();
         }
-        while let Some((forget_at, id)) = st.retention.front().cloned() {
-            if forget_at >= now || budget == 0 {
+        while budget > 0 {
+            let Some(id) = st
+                .log
+                .forgettable(now.saturating_sub(retention_ms))
+                .map(|d| d.id.clone())
+            else {
                 break;
-            }
+            };
             budget -= 1;
             self.store.remove_decision(&id)?;
-            self.decisions.shard(&id).lock().remove(&*id);
-            st.retention.pop_front();
+            if self.parse_own_id(&id).is_none() {
+                self.foreign.remove(&id);
+            }
+            st.log.pop_front();
         }
         Ok((expired, budget == 0))
     }
 
     /// Decisions known to the engine (pending and remembered), for metrics and tests.
     pub fn decision_count(&self) -> usize {
-        self.decisions.len()
+        let cells: Vec<Arc<CampaignCell>> =
+            self.campaigns.read().by_id.values().cloned().collect();
+        cells.iter().map(|c| c.state.lock().log.len()).sum()
     }
 }
 
 /// Persists and applies one outcome (the next of the campaign's outcome
-/// sequence): the resolved decision and the arm's new row, then the same in
-/// memory. A failed write changes nothing in memory.
+/// sequence) of the decision in `slot`: the resolved decision and the arm's
+/// new row, then the same in memory. A failed write changes nothing in
+/// memory.
 fn resolve(
     store: &dyn Store,
     st: &mut CampaignState,
-    id: &Arc<str>,
-    d: &mut Decision,
+    slot: u64,
     reward: f64,
     status: DecisionStatus,
 ) -> Result<()> {
-    let arm = d.arm as usize;
-    let seq = st.outcome_seq + 1;
-    let counts = st.counts_after(&d.segment, arm, reward);
-    let key = PosteriorKey {
-        campaign: d.campaign.id.clone(),
-        segment: d.segment.clone(),
-        arm: d.arm,
+    let Some(d) = st.log.get(slot) else {
+        return Err(Error::NotFound(format!("decision slot {slot}")));
     };
     let mut resolved = d.clone();
     resolved.status = status;
-    resolved.outcome_seq = seq;
+    resolved.outcome_seq = st.outcome_seq + 1;
     resolved.reward = reward;
-    let linear = match (&d.context, st.linear.get(arm)) {
+    let seq = resolved.outcome_seq;
+    let arm = d.arm as usize;
+    let counts = st.counts_after(&resolved.segment, arm, reward);
+    let key = PosteriorKey {
+        campaign: st.id.clone(),
+        segment: resolved.segment.clone(),
+        arm: resolved.arm,
+    };
+    let linear = match (&resolved.context, st.linear.get(arm)) {
         (Some(x), Some(stats)) => {
             let mut stats = stats.clone();
             stats.update(x, reward);
@@ -727,21 +786,23 @@ fn resolve(
             through: seq,
         },
         linear.as_ref(),
-        &record(id, &resolved),
+        &record(&st.id, &resolved),
     )?;
-    st.learn(&d.segment, arm, counts, reward, seq);
+    st.learn(&resolved.segment, arm, counts, reward, seq);
     if let Some(l) = linear {
         st.linear[arm] = l.arm;
         st.linear_through[arm] = seq;
     }
-    *d = resolved;
+    if let Some(d) = st.log.get_mut(slot) {
+        *d = resolved;
+    }
     Ok(())
 }
 
-fn record(id: &Arc<str>, d: &Decision) -> DecisionRecord {
+fn record(campaign: &Arc<str>, d: &Decision) -> DecisionRecord {
     DecisionRecord {
-        id: id.clone(),
-        campaign: d.campaign.id.clone(),
+        id: d.id.clone(),
+        campaign: campaign.clone(),
         segment: d.segment.clone(),
         arm: d.arm,
         propensity: d.propensity,

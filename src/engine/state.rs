@@ -10,10 +10,10 @@ use crate::campaign::{CampaignSpec, PolicySpec};
 use crate::policy::linucb::{self, LinUcbParams, LinearArm};
 use crate::policy::thompson::{self, ArmCounts, BetaParams, ThompsonPrior, PROPENSITY_DRAWS};
 use crate::policy::{epsilon_greedy, uniform_choice};
+use super::decisions::DecisionLog;
 use crate::FastMap;
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// A campaign shared between the engine's map, the decision index and
@@ -21,6 +21,8 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct CampaignCell {
     pub id: Arc<str>,
+    /// This process's number for the campaign (in its server-generated decision ids).
+    pub no: u32,
     /// Guards all of the campaign's mutable state. Held only for in-memory
     /// work and the store write that must be ordered with it; never across
     /// an `.await`.
@@ -68,16 +70,16 @@ impl Segment {
 
 #[derive(Debug)]
 pub struct CampaignState {
+    /// `spec.id`, shared with the records written for this campaign.
+    pub id: Arc<str>,
     pub spec: CampaignSpec,
     pub rng: SmallRng,
     /// Per arm: the sum over all segments (the campaign-wide posterior).
     pub aggregate: Vec<ArmTally>,
     /// Segment name → its own statistics; "" holds segment-less decisions.
     pub segments: FastMap<Arc<str>, Segment>,
-    /// Decisions (pending or resolved) in deadline order.
-    pub deadlines: VecDeque<(u64, Arc<str>)>,
-    /// Resolved decisions past their deadline, in the order they are forgotten.
-    pub retention: VecDeque<(u64, Arc<str>)>,
+    /// Decisions (pending, and resolved ones still remembered) in deadline order.
+    pub log: DecisionLog,
     /// Bumped when arms are added or retired (invalidates propensity caches).
     pub arms_version: u32,
     /// Sequence number of the last outcome learned (see `store` docs).
@@ -104,12 +106,12 @@ impl CampaignState {
     pub fn new(spec: CampaignSpec, rng: SmallRng) -> Self {
         let arms = spec.arms.len();
         let mut st = CampaignState {
+            id: spec.id.as_str().into(),
             spec,
             rng,
             aggregate: vec![ArmTally::default(); arms],
             segments: FastMap::default(),
-            deadlines: VecDeque::new(),
-            retention: VecDeque::new(),
+            log: DecisionLog::default(),
             arms_version: 0,
             outcome_seq: 0,
             linear: Vec::new(),
