@@ -156,7 +156,7 @@ fn apply(store: &dyn Store, op: &Op, live_decisions: &[(String, String)]) {
                 .expect("outcome");
         }
         Op::RemoveDecision(d) => store
-            .remove_decision(&format!("decision-{d}"))
+            .remove_decision(&format!("decision-{d}").into())
             .expect("remove"),
         Op::Reopen => {}
     }

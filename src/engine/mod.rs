@@ -560,7 +560,27 @@ impl Engine {
     /// a campaign's ids sort in creation order (new keys land at the right
     /// edge of the store's ordered keyspace).
     fn own_id(&self, no: u32, slot: u64) -> Arc<str> {
-        format!("{}-{no:x}-{slot:012x}", self.id_prefix).into()
+        // By hand: `format!` costs several times more on this hot path.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 64];
+        let prefix = self.id_prefix.as_bytes();
+        buf[..prefix.len()].copy_from_slice(prefix);
+        let mut n = prefix.len();
+        buf[n] = b'-';
+        n += 1;
+        let digits = (32 - no.leading_zeros()).div_ceil(4).max(1) as usize;
+        for i in (0..digits).rev() {
+            buf[n] = HEX[((no >> (4 * i)) & 0xf) as usize];
+            n += 1;
+        }
+        buf[n] = b'-';
+        n += 1;
+        for i in (0..12).rev() {
+            buf[n] = HEX[((slot >> (4 * i)) & 0xf) as usize];
+            n += 1;
+        }
+        // Only ASCII hex digits and '-' were written.
+        Arc::from(std::str::from_utf8(&buf[..n]).unwrap_or_default())
     }
 
     /// (campaign number, slot) of an id this process generated.

@@ -261,3 +261,47 @@ fn contextual_expiry_updates_the_arm_with_the_stored_context() {
     );
     assert_eq!((arm.pulls, arm.reward_sum), (1, -2.0));
 }
+
+// Server-generated ids name their campaign and slot: they parse back, sort
+// in creation order, and a caller may not invent one; a caller-chosen id and
+// an id from before a restart resolve through the foreign index.
+#[test]
+fn own_ids_parse_back_and_cannot_be_forged() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), &clock, 3);
+    e.create_campaign(spec("a", 2, 60, 0.0)).expect("create");
+    e.create_campaign(spec("b", 2, 60, 0.0)).expect("create");
+    let mut last = String::new();
+    for i in 0..300u64 {
+        let c = e.choose(&req(if i % 3 == 0 { "a" } else { "b" }, "")).expect("choose");
+        let (no, slot) = e.parse_own_id(&c.decision_id).expect("own id parses");
+        let expect = format!("{}-{no:x}-{slot:012x}", e.id_prefix);
+        assert_eq!(*c.decision_id, *expect);
+        if i % 3 != 0 {
+            assert!(*c.decision_id > *last, "creation order within a campaign");
+            last = c.decision_id.to_string();
+        }
+    }
+    let d = e.choose(&req("b", "")).expect("choose");
+    // A retried Choose with the server's id replays; a forged one is refused.
+    let mut retry = req("b", "");
+    retry.decision_id = Some(d.decision_id.to_string());
+    assert_eq!(e.choose(&retry).expect("replay"), d);
+    let (no, slot) = e.parse_own_id(&d.decision_id).expect("parses");
+    let forged = format!("{}-{no:x}-{:012x}", e.id_prefix, slot + 5);
+    retry.decision_id = Some(forged.clone());
+    assert!(matches!(e.choose(&retry), Err(Error::InvalidArgument(_))));
+    assert!(matches!(e.reward(&forged, 1.0), Err(Error::NotFound(_))));
+    // Caller-chosen ids, and all ids after a restart, go through the index.
+    let mut own = req("a", "s");
+    own.decision_id = Some("order-17".into());
+    let mine = e.choose(&own).expect("caller id");
+    assert_eq!(&*mine.decision_id, "order-17");
+    drop(e);
+    let e = engine(store, &clock, 3);
+    assert!(e.parse_own_id(&d.decision_id).is_none(), "new prefix per process");
+    assert_eq!(e.reward(&d.decision_id, 1.0).expect("old id"), RewardOutcome::Learned);
+    assert_eq!(e.reward("order-17", 1.0).expect("caller id"), RewardOutcome::Learned);
+    assert_eq!(e.reward("order-17", 1.0).expect("dup"), RewardOutcome::Duplicate);
+}

@@ -24,10 +24,27 @@ pub struct MemoryStore {
 struct State {
     campaigns: FastMap<String, CampaignSpec>,
     posteriors: FastMap<PosteriorKey, PosteriorRow>,
-    /// Ordered, as in sled: server-generated ids sort in creation order, so
-    /// inserts, updates and removals stay near the edges of the tree.
-    decisions: BTreeMap<Arc<str>, DecisionRecord>,
+    /// Ordered by [`DecisionKey`], which keeps a campaign's server-generated
+    /// ids in creation order (inserts, updates and removals stay near the
+    /// edges of the tree) and compares in one integer comparison.
+    decisions: BTreeMap<DecisionKey, DecisionRecord>,
     linear: FastMap<(Arc<str>, u32), LinearRow>,
+}
+
+/// A decision id with an ordering that is cheap and follows creation order:
+/// its last eight bytes as a big-endian integer (the low digits of a
+/// server-generated id's fixed-width hex slot), then the whole id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct DecisionKey(u64, Arc<str>);
+
+impl DecisionKey {
+    fn new(id: &Arc<str>) -> Self {
+        let b = id.as_bytes();
+        let n = b.len().min(8);
+        let mut tail = [0u8; 8];
+        tail[8 - n..].copy_from_slice(&b[b.len() - n..]);
+        DecisionKey(u64::from_be_bytes(tail), id.clone())
+    }
 }
 
 impl MemoryStore {
@@ -70,7 +87,7 @@ impl Store for MemoryStore {
         s.posteriors.retain(|k, _| &*k.campaign != id);
         s.linear.retain(|(c, _), _| &**c != id);
         for d in decisions {
-            s.decisions.remove(d.as_str());
+            s.decisions.remove(&DecisionKey::new(&d.as_str().into()));
         }
         Ok(())
     }
@@ -79,7 +96,7 @@ impl Store for MemoryStore {
         self.state
             .lock()
             .decisions
-            .insert(decision.id.clone(), decision.clone());
+            .insert(DecisionKey::new(&decision.id), decision.clone());
         Ok(())
     }
 
@@ -91,7 +108,8 @@ impl Store for MemoryStore {
         decision: &DecisionRecord,
     ) -> Result<(), StoreError> {
         let mut s = self.state.lock();
-        s.decisions.insert(decision.id.clone(), decision.clone());
+        s.decisions
+            .insert(DecisionKey::new(&decision.id), decision.clone());
         s.posteriors.insert(key.clone(), *row);
         if let Some(l) = linear {
             s.linear.insert((key.campaign.clone(), key.arm), l.clone());
@@ -112,8 +130,8 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn remove_decision(&self, id: &str) -> Result<(), StoreError> {
-        self.state.lock().decisions.remove(id);
+    fn remove_decision(&self, id: &Arc<str>) -> Result<(), StoreError> {
+        self.state.lock().decisions.remove(&DecisionKey::new(id));
         Ok(())
     }
 

@@ -129,7 +129,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Overwrites one arm's row (start-up folding).
     fn put_posterior(&self, key: &PosteriorKey, row: &PosteriorRow) -> Result<(), StoreError>;
     /// Forgets a resolved decision (after its retention).
-    fn remove_decision(&self, id: &str) -> Result<(), StoreError>;
+    fn remove_decision(&self, id: &Arc<str>) -> Result<(), StoreError>;
     /// Makes everything written so far durable (flush and fsync).
     fn flush(&self) -> Result<(), StoreError>;
 }

@@ -152,7 +152,7 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn remove_decision(&self, id: &str) -> Result<(), StoreError> {
+    fn remove_decision(&self, id: &Arc<str>) -> Result<(), StoreError> {
         self.db.remove(prefixed(b'd', id))?;
         Ok(())
     }
