@@ -138,7 +138,9 @@ pub struct ForeignIndex {
 impl Default for ForeignIndex {
     fn default() -> Self {
         ForeignIndex {
-            shards: (0..SHARDS).map(|_| Mutex::new(FastMap::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(FastMap::default()))
+                .collect(),
             hasher: foldhash::quality::RandomState::default(),
         }
     }

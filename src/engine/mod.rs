@@ -318,7 +318,10 @@ impl Engine {
         }
         tracing::info!(
             campaigns = map.len(),
-            decisions = map.values().map(|c| c.state.lock().log.len()).sum::<usize>(),
+            decisions = map
+                .values()
+                .map(|c| c.state.lock().log.len())
+                .sum::<usize>(),
             "state loaded"
         );
         Ok(())
@@ -491,24 +494,18 @@ impl Engine {
         }
         let now = self.clock.now_ms();
         let mut st = cell.state.lock();
-        if !st.segments.contains_key(req.segment.as_str())
-            && st.segments.len() >= limits::MAX_SEGMENTS
-        {
+        let x = context_vector(&st.spec.policy, &req.campaign_id, &req.context)?;
+        let Some(segment) = st.intern_segment(&req.segment, limits::MAX_SEGMENTS) else {
             return Err(Error::ResourceExhausted(format!(
                 "campaign {:?} has {} segments, the limit",
                 req.campaign_id,
                 limits::MAX_SEGMENTS
             )));
-        }
-        let x = context_vector(&st.spec.policy, &req.campaign_id, &req.context)?;
-        st.segment_mut(&req.segment);
+        };
         let pick = st.choose(&req.segment, x.as_deref());
         let timeout_ms = u64::from(st.spec.reward_timeout_seconds) * 1000;
         let deadline_ms = (now + timeout_ms).max(st.log.last_deadline());
         let slot = st.log.next_slot();
-        let segment = st
-            .segment_key(&req.segment)
-            .unwrap_or_else(|| req.segment.as_str().into());
         let decision = Decision {
             id: match &req.decision_id {
                 Some(d) => d.as_str().into(),
@@ -585,7 +582,9 @@ impl Engine {
 
     /// (campaign number, slot) of an id this process generated.
     fn parse_own_id(&self, id: &str) -> Option<(u32, u64)> {
-        let rest = id.strip_prefix(self.id_prefix.as_str())?.strip_prefix('-')?;
+        let rest = id
+            .strip_prefix(self.id_prefix.as_str())?
+            .strip_prefix('-')?;
         let (no, slot) = rest.split_once('-')?;
         let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex(no) || slot.len() != 12 || !hex(slot) {
@@ -697,8 +696,7 @@ impl Engine {
     /// decisions expired.
     pub fn expire_due(&self) -> Result<usize> {
         let now = self.clock.now_ms();
-        let cells: Vec<Arc<CampaignCell>> =
-            self.campaigns.read().by_id.values().cloned().collect();
+        let cells: Vec<Arc<CampaignCell>> = self.campaigns.read().by_id.values().cloned().collect();
         let mut expired = 0;
         for cell in cells {
             // Bounded work per lock hold, so a burst of expiries never
@@ -731,7 +729,13 @@ impl Engine {
                 .is_some_and(|d| d.status == DecisionStatus::Pending)
             {
                 let default = st.spec.default_reward;
-                resolve(&*self.store, &mut st, slot, default, DecisionStatus::Expired)?;
+                resolve(
+                    &*self.store,
+                    &mut st,
+                    slot,
+                    default,
+                    DecisionStatus::Expired,
+                )?;
                 expired += 1;
             }
             st.log.mark_swept();
@@ -756,8 +760,7 @@ impl Engine {
 
     /// Decisions known to the engine (pending and remembered), for metrics and tests.
     pub fn decision_count(&self) -> usize {
-        let cells: Vec<Arc<CampaignCell>> =
-            self.campaigns.read().by_id.values().cloned().collect();
+        let cells: Vec<Arc<CampaignCell>> = self.campaigns.read().by_id.values().cloned().collect();
         cells.iter().map(|c| c.state.lock().log.len()).sum()
     }
 }

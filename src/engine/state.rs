@@ -6,11 +6,11 @@
 //! ([`CampaignCell::state`]); no method does I/O. The engine (`mod.rs`)
 //! decides when to persist what these methods compute.
 
+use super::decisions::DecisionLog;
 use crate::campaign::{CampaignSpec, PolicySpec};
 use crate::policy::linucb::{self, LinUcbParams, LinearArm};
 use crate::policy::thompson::{self, ArmCounts, BetaParams, ThompsonPrior, PROPENSITY_DRAWS};
 use crate::policy::{epsilon_greedy, uniform_choice};
-use super::decisions::DecisionLog;
 use crate::FastMap;
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
@@ -175,9 +175,22 @@ impl CampaignState {
     }
 
     /// The segment's name as kept in the map (shared by its decisions, so a
-    /// decision does not allocate its own copy); `None` if it does not exist.
-    pub fn segment_key(&self, name: &str) -> Option<Arc<str>> {
-        self.segments.get_key_value(name).map(|(k, _)| k.clone())
+    /// decision does not allocate its own copy), creating the segment if it
+    /// is new; `None` if it is new and the campaign already has `limit`.
+    pub fn intern_segment(&mut self, name: &str, limit: usize) -> Option<Arc<str>> {
+        if let Some((k, _)) = self.segments.get_key_value(name) {
+            return Some(k.clone());
+        }
+        if self.segments.len() >= limit {
+            return None;
+        }
+        let key: Arc<str> = name.into();
+        let seg = Segment {
+            arms: vec![ArmTally::default(); self.spec.arms.len()],
+            cache: None,
+        };
+        self.segments.insert(key.clone(), seg);
+        Some(key)
     }
 
     /// The posterior of `arm` as seen from `segment` ("" = campaign-wide).
@@ -301,31 +314,28 @@ impl CampaignState {
             seg.total_n()
         };
         let others_n = total - own_n.min(total);
-        let fresh = seg.cache.as_ref().is_some_and(|c| {
+        if let Some(c) = seg.cache.as_mut() {
             let moved = own_n >= c.own_n + (c.own_n / 20).max(1)
                 || others_n >= c.others_n + (c.others_n / 10).max(1);
-            c.arms_version == version && (!moved || c.uses < MIN_USES_BEFORE_REFRESH)
-        });
-        if !fresh {
-            let probs = thompson::prob_best(posts, PROPENSITY_DRAWS, &mut self.rng);
-            let mut by_arm = vec![0.0; self.spec.arms.len()];
-            for (&a, p) in self.scratch_arms.iter().zip(probs) {
-                by_arm[a] = p;
+            if c.arms_version == version && (!moved || c.uses < MIN_USES_BEFORE_REFRESH) {
+                c.uses = c.uses.saturating_add(1);
+                return c.probs.get(arm).copied().unwrap_or(1.0);
             }
-            let seg = self.segment_mut(segment);
-            seg.cache = Some(PropensityCache {
-                probs: by_arm,
-                own_n,
-                others_n,
-                arms_version: version,
-                uses: 0,
-            });
         }
-        let seg = self.segment_mut(segment);
-        seg.cache
-            .as_ref()
-            .and_then(|c| c.probs.get(arm).copied())
-            .unwrap_or(1.0)
+        let probs = thompson::prob_best(posts, PROPENSITY_DRAWS, &mut self.rng);
+        let mut by_arm = vec![0.0; self.spec.arms.len()];
+        for (&a, p) in self.scratch_arms.iter().zip(probs) {
+            by_arm[a] = p;
+        }
+        let p = by_arm.get(arm).copied().unwrap_or(1.0);
+        self.segment_mut(segment).cache = Some(PropensityCache {
+            probs: by_arm,
+            own_n,
+            others_n,
+            arms_version: version,
+            uses: 1,
+        });
+        p
     }
 
     /// The counts `arm` in `segment` would have after learning `reward`.

