@@ -8,7 +8,8 @@
 //! # Layout
 //!
 //! - [`policy`]: pure, seedable decision math (Beta posteriors, Thompson
-//!   sampling with segment pooling, uniform split, LinUCB). No I/O, no clocks.
+//!   sampling with segment pooling, uniform split, ε-greedy, LinUCB). No I/O,
+//!   no clocks.
 //! - [`campaign`]: campaign definitions, defaults, limits and validation.
 //! - [`engine`]: campaigns in memory, pending decisions and the rules
 //!   (idempotency, reward timeout and default reward, reward ranges). The
