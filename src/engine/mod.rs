@@ -555,7 +555,8 @@ impl Engine {
 
     /// The id of slot `slot` of campaign number `no`: fixed-width slot, so
     /// a campaign's ids sort in creation order (new keys land at the right
-    /// edge of the store's ordered keyspace).
+    /// edge of the store's ordered keyspace). Twelve hex digits cover 2⁴⁸
+    /// decisions per campaign per process (89 years at 100,000/s).
     fn own_id(&self, no: u32, slot: u64) -> Arc<str> {
         // By hand: `format!` costs several times more on this hot path.
         const HEX: &[u8; 16] = b"0123456789abcdef";
