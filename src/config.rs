@@ -63,6 +63,12 @@ pub enum Command {
     },
     /// Simulate a campaign scenario offline and compare strategies (see simulations/README.md).
     Simulate(SimulateArgs),
+    /// Check a data directory's invariants offline (no daemon may be using it).
+    Check {
+        /// The daemon's data directory.
+        #[arg(long, env = "BANDITD_DATA_DIR", default_value = "./banditd-data")]
+        data_dir: PathBuf,
+    },
 }
 
 /// `simulate` flags.
@@ -145,9 +151,10 @@ pub struct Target {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Durability {
-    /// Acknowledge once written to sled; fsync in the background every flush interval.
+    /// Acknowledge at once; write batches every batch interval and flush
+    /// (sled flush + fdatasync) every flush interval.
     Default,
-    /// Group-commit (flush + fdatasync) before acknowledging.
+    /// Acknowledge after the change's batch is flushed and fdatasync'd (group commit).
     Strict,
 }
 
@@ -166,9 +173,27 @@ pub struct ServeArgs {
     /// Directory of the sled database (created if missing).
     #[arg(long, env = "BANDITD_DATA_DIR", default_value = "./banditd-data")]
     pub data_dir: PathBuf,
-    /// Background fsync interval in milliseconds (1..=60000).
+    /// Default durability: how often written batches are flushed and
+    /// fdatasync'd, in milliseconds (1..=60000).
     #[arg(long, env = "BANDITD_FLUSH_INTERVAL_MS", default_value_t = 200)]
     pub flush_interval_ms: u64,
+    /// Default durability: how long changes gather before they are written
+    /// as one batch, in milliseconds (1..=1000).
+    #[arg(long, env = "BANDITD_BATCH_INTERVAL_MS", default_value_t = 5)]
+    pub batch_interval_ms: u64,
+    /// Pending decisions one campaign may have; beyond, Choose is
+    /// RESOURCE_EXHAUSTED (1..=100000000).
+    #[arg(
+        long,
+        env = "BANDITD_MAX_PENDING_PER_CAMPAIGN",
+        default_value_t = 4_000_000
+    )]
+    pub max_pending_per_campaign: u64,
+    /// How long a resolved decision is remembered after its deadline (so
+    /// retries are answered), in seconds; 0 = one more reward timeout of
+    /// its campaign (0..=31536000).
+    #[arg(long, env = "BANDITD_RETENTION_SECONDS", default_value_t = 0)]
+    pub retention_seconds: u64,
     /// `default` or `strict`.
     #[arg(long, env = "BANDITD_DURABILITY", value_enum, default_value_t = Durability::Default)]
     pub durability: Durability,
@@ -192,6 +217,10 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub flush_interval: Duration,
+    pub batch_interval: Duration,
+    pub max_pending_per_campaign: usize,
+    /// `None`: each campaign's reward timeout.
+    pub retention: Option<Duration>,
     pub durability: Durability,
     pub cache_bytes: u64,
     pub expiry_interval: Duration,
@@ -229,6 +258,27 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 format!("must be in 1..=60000, got {}", a.flush_interval_ms),
             ));
         }
+        if !(1..=1000).contains(&a.batch_interval_ms) {
+            return Err(bad(
+                "--batch-interval-ms (BANDITD_BATCH_INTERVAL_MS)",
+                format!("must be in 1..=1000, got {}", a.batch_interval_ms),
+            ));
+        }
+        if !(1..=100_000_000).contains(&a.max_pending_per_campaign) {
+            return Err(bad(
+                "--max-pending-per-campaign (BANDITD_MAX_PENDING_PER_CAMPAIGN)",
+                format!(
+                    "must be in 1..=100000000, got {}",
+                    a.max_pending_per_campaign
+                ),
+            ));
+        }
+        if a.retention_seconds > 365 * 24 * 3600 {
+            return Err(bad(
+                "--retention-seconds (BANDITD_RETENTION_SECONDS)",
+                format!("must be in 0..=31536000, got {}", a.retention_seconds),
+            ));
+        }
         if !(1..=65_536).contains(&a.cache_mb) {
             return Err(bad(
                 "--cache-mb (BANDITD_CACHE_MB)",
@@ -254,6 +304,9 @@ impl TryFrom<ServeArgs> for ServeConfig {
             listen,
             data_dir: a.data_dir,
             flush_interval: Duration::from_millis(a.flush_interval_ms),
+            batch_interval: Duration::from_millis(a.batch_interval_ms),
+            max_pending_per_campaign: a.max_pending_per_campaign as usize,
+            retention: (a.retention_seconds > 0).then(|| Duration::from_secs(a.retention_seconds)),
             durability: a.durability,
             cache_bytes: a.cache_mb * 1024 * 1024,
             expiry_interval: Duration::from_millis(a.expiry_interval_ms),

@@ -24,9 +24,17 @@ pub enum Error {
     /// A configured limit would be exceeded.
     #[error("{0}")]
     ResourceExhausted(String),
-    /// The store failed; the request changed nothing in memory.
+    /// The store could not be read or opened (start-up).
     #[error("storage failure")]
     Storage(#[from] StoreError),
+    /// The store failed earlier and the daemon no longer accepts changes;
+    /// this request changed nothing.
+    #[error("the store failed; no changes are accepted: {0}")]
+    Unavailable(String),
+    /// The request's change was applied in memory, but the store failed
+    /// before it was durable: whether it survives a restart is unknown.
+    #[error("the change was applied but the store failed before it was durable: {0}")]
+    NotDurable(String),
 }
 
 /// A failure of the persistence layer.

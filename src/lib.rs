@@ -13,9 +13,14 @@
 //! - [`campaign`]: campaign definitions, defaults, limits and validation.
 //! - [`engine`]: campaigns in memory, pending decisions and the rules
 //!   (idempotency, reward timeout and default reward, reward ranges). The
-//!   gRPC layer and the simulator both drive it.
-//! - [`store`]: the persistence seam: sled (default) and in-memory stores,
-//!   group commit for strict durability.
+//!   gRPC layer and the simulator both drive it. It never does I/O: every
+//!   state change it makes is appended to the journal.
+//! - [`journal`]: the ordered stream of state changes, its on-disk format,
+//!   the writer thread that applies it to the store in atomic batches
+//!   (default and strict durability), start-up recovery and migration, and
+//!   the offline invariant checker (`banditd check`).
+//! - [`store`]: the persistence seam, an ordered key-value store with
+//!   atomic batches: sled (the daemon's) and in-memory (tests).
 //! - [`api`]: generated protobuf types, request/response conversions, the
 //!   two v1 services, the one mapping from [`Error`] to gRPC status, and the
 //!   server (`api::server::run`).
@@ -25,7 +30,7 @@
 //! - [`sim`]: the campaign simulator (`banditd simulate`): synthetic customers
 //!   driven through the same engine, strategies compared on the same customers.
 //!
-//! Data flows one way: api → engine → policy, and engine → store.
+//! Data flows one way: api → engine → policy, and engine → journal → store.
 
 pub mod api;
 pub mod campaign;
@@ -33,6 +38,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod journal;
 pub mod policy;
 pub mod sim;
 pub mod store;

@@ -7,7 +7,8 @@ use banditd::config::{
     CampaignCommand, Cli, Command, Durability, LogFormat, ServeConfig, EXIT_USAGE,
 };
 use banditd::engine::{Engine, EngineOptions};
-use banditd::store::{GroupCommit, SledOptions, SledStore, Store};
+use banditd::journal::{JournalOptions, Mode};
+use banditd::store::{SledOptions, SledStore, Store};
 use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -35,6 +36,9 @@ fn main() -> ExitCode {
                 }
             }
         };
+    }
+    if let Command::Check { data_dir } = &parsed.command {
+        return check(data_dir);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -120,7 +124,7 @@ async fn client(command: Command) -> Result<String, cli::CliError> {
             value,
             target,
         } => cli::reward(&target.target, &decision_id, value).await,
-        Command::Serve(_) | Command::Simulate(_) => Ok(String::new()),
+        Command::Serve(_) | Command::Simulate(_) | Command::Check { .. } => Ok(String::new()),
     }
 }
 
@@ -146,7 +150,6 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Se
     })?;
     let store = SledStore::open(&SledOptions {
         path: config.data_dir.clone(),
-        flush_every_ms: config.flush_interval.as_millis() as u64,
         cache_bytes: config.cache_bytes,
     })
     .map_err(|e| {
@@ -156,20 +159,25 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Se
         )
     })?;
     let store: Arc<dyn Store> = Arc::new(store);
-    let mut engine = Engine::open(
-        store.clone(),
+    let engine = Engine::open(
+        store,
         EngineOptions {
             seed: config.seed,
+            journal: JournalOptions {
+                mode: match config.durability {
+                    Durability::Default => Mode::Default,
+                    Durability::Strict => Mode::Strict,
+                },
+                batch_interval: config.batch_interval,
+                flush_interval: config.flush_interval,
+                ..JournalOptions::default()
+            },
+            max_pending_per_campaign: config.max_pending_per_campaign,
+            retention: config.retention,
             ..EngineOptions::default()
         },
     )?;
-    let commit = if config.durability == Durability::Strict {
-        let c = GroupCommit::start(store.clone())?;
-        engine = engine.with_group_commit(c.clone());
-        Some(c)
-    } else {
-        None
-    };
+    let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -177,47 +185,83 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Se
         listen = %listener.local_addr()?,
         data_dir = %config.data_dir.display(),
         durability = ?config.durability,
+        batch_interval_ms = config.batch_interval.as_millis() as u64,
         flush_interval_ms = config.flush_interval.as_millis() as u64,
         "banditd started"
     );
-    let result = server::run(
-        listener,
-        Arc::new(engine),
-        config.expiry_interval,
-        shutdown_signal(),
-    )
-    .await;
-    if let Some(c) = commit {
-        c.stop();
-    }
+    let result = server::run(listener, Arc::new(engine), config.expiry_interval, shutdown).await;
     tracing::info!("banditd stopped");
     result
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
+/// `banditd check`: opens the data directory read-only in spirit (sled
+/// needs it writable, so no daemon may be using it) and prints the report.
+/// Exit 0 when every invariant holds, 1 otherwise, 64 for a bad directory.
+fn check(data_dir: &std::path::Path) -> ExitCode {
+    if !data_dir.join("db").is_file() {
+        eprintln!(
+            "banditd: --data-dir {} holds no banditd database",
+            data_dir.display()
+        );
+        return ExitCode::from(EXIT_USAGE as u8);
+    }
+    let store = match SledStore::open(&SledOptions {
+        path: data_dir.to_path_buf(),
+        cache_bytes: 64 << 20,
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "banditd: cannot open {}: {e} (is a daemon using it?)",
+                data_dir.display()
+            );
+            return ExitCode::FAILURE;
         }
     };
+    match banditd::journal::check::check(&store) {
+        Ok(report) => {
+            print!("{report}");
+            if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("banditd: {} cannot be read: {e}", data_dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
+/// called (before the daemon says it started), not when it is first polled,
+/// so a signal sent right after start-up is never lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    #[cfg(unix)]
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        #[cfg(unix)]
+        {
+            let (mut term, mut int) = match (term, int) {
+                (Ok(t), Ok(i)) => (t, i),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM/SIGINT");
+                    return std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
-        _ = term => tracing::info!("SIGTERM received; shutting down"),
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("SIGINT received; shutting down");
+            }
+        }
     }
 }

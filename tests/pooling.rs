@@ -2,7 +2,6 @@
 
 use banditd::campaign::{ArmSpec, CampaignSpec, PolicySpec};
 use banditd::engine::{ChooseRequest, Clock, Engine, EngineOptions};
-use banditd::store::MemoryStore;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::AtomicU64;
@@ -12,14 +11,11 @@ use std::sync::Arc;
 /// of each segment's last 20 customers that got the best offer.
 fn best_share(pooling: f64, seed: u64) -> f64 {
     let rates = [0.02, 0.03, 0.04, 0.05, 0.12];
-    let engine = Engine::open(
-        Arc::new(MemoryStore::new()),
-        EngineOptions {
-            seed: Some(seed),
-            clock: Clock::Manual(Arc::new(AtomicU64::new(1_000))),
-        },
-    )
-    .expect("engine");
+    let engine = Engine::in_memory(EngineOptions {
+        seed: Some(seed),
+        clock: Clock::Manual(Arc::new(AtomicU64::new(1_000))),
+        ..EngineOptions::default()
+    });
     engine
         .create_campaign(CampaignSpec {
             id: "pool".into(),

@@ -10,15 +10,15 @@ use std::sync::Arc;
 
 // Three equal phases of traffic (half rewarded, half left to expire): the
 // number of remembered decisions stays at the retention window's size, every
-// outcome is counted, and disk use after the third phase is not much above
-// the second's (it does not grow with the total traffic).
+// outcome is counted, disk use after the third phase is not much above the
+// second's (it does not grow with the total traffic), and the store holds
+// nothing of a forgotten decision.
 #[test]
 fn decisions_and_disk_stay_bounded_under_steady_traffic() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(
         SledStore::open(&SledOptions {
             path: dir.path().to_path_buf(),
-            flush_every_ms: 100,
             cache_bytes: 16 << 20,
         })
         .expect("sled"),
@@ -29,6 +29,7 @@ fn decisions_and_disk_stay_bounded_under_steady_traffic() {
         EngineOptions {
             seed: Some(5),
             clock: Clock::Manual(clock.clone()),
+            ..EngineOptions::default()
         },
     )
     .expect("engine");
@@ -67,7 +68,7 @@ fn decisions_and_disk_stay_bounded_under_steady_traffic() {
                 max_remembered = max_remembered.max(engine.decision_count());
             }
         }
-        store.flush().expect("flush");
+        engine.sync().expect("sync");
         sizes.push(store.size_on_disk().expect("size"));
         eprintln!(
             "phase {phase}: size on disk {} bytes, remembered decisions {}",
@@ -79,7 +80,10 @@ fn decisions_and_disk_stay_bounded_under_steady_traffic() {
     clock.fetch_add(10_000, Ordering::Relaxed);
     engine.expire_due().expect("sweep");
     assert_eq!(engine.decision_count(), 0);
-    assert!(store.load().expect("load").decisions.is_empty());
+    engine.sync().expect("sync");
+    let report = banditd::journal::check::check(&*store).expect("check");
+    assert_eq!(report.decision_count(), 0, "forgotten on disk too");
+    assert!(report.is_clean(), "{report}");
     // Retention: decisions live 2 × 2 s = 4 s = 40,000 decisions at this rate, plus one sweep.
     assert!(max_remembered <= 41_000, "remembered {max_remembered}");
     let stats = engine.stats("steady", "").expect("stats");

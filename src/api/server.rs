@@ -1,12 +1,17 @@
 //! The gRPC server: the two v1 services, health, reflection (v1 and
-//! v1alpha), and the background expiry sweep.
+//! v1alpha), the background expiry sweep, and the health watch on the store.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so tests bind
 //! `127.0.0.1:0` and stop the server when they like. Shutdown order, fixed:
-//! 1. stop accepting connections and let in-flight calls finish
-//!    (tonic's `serve_with_incoming_shutdown` drains them);
+//! 1. health `NOT_SERVING`, stop accepting connections and let in-flight
+//!    calls finish (tonic's `serve_with_incoming_shutdown` drains them);
 //! 2. stop the expiry sweep;
-//! 3. flush the store explicitly (sled flush + fdatasync).
+//! 3. drain the journal's queue, flush the store (sled flush + fdatasync)
+//!    and stop its writer.
+//!
+//! When the store fails (a write or a sync error, see `journal`), health
+//! turns `NOT_SERVING` for good: the daemon still answers reads, and every
+//! change is refused with `UNAVAILABLE`.
 
 use super::pb::{self, bandit_server::BanditServer, campaigns_server::CampaignsServer};
 use super::service::{BanditService, CampaignService};
@@ -17,6 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
 
 /// How often pending decisions are checked for their deadline.
 pub const DEFAULT_EXPIRY_INTERVAL: Duration = Duration::from_millis(200);
@@ -57,6 +64,11 @@ pub async fn run(
     })
     .max_decoding_message_size(limits::MAX_MESSAGE_BYTES);
 
+    let watcher = tokio::spawn(not_serving_on_store_failure(
+        engine.clone(),
+        health_reporter.clone(),
+    ));
+
     tracing::info!(addr = ?listener.local_addr().ok(), "serving");
     let served = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(
@@ -69,17 +81,48 @@ pub async fn run(
         .add_service(campaigns)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
+            async {
+                shutdown.await;
+                set_health(&health_reporter, ServingStatus::NotServing).await;
+            },
         )
         .await;
     tracing::info!("connections drained; stopping background tasks");
+    watcher.abort();
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
-    let flushed = engine.flush();
-    tracing::info!(ok = flushed.is_ok(), "store flushed");
+    let engine2 = engine.clone();
+    let flushed = tokio::task::spawn_blocking(move || engine2.shutdown())
+        .await
+        .map_err(|e| format!("journal shutdown panicked: {e}"))?;
+    match &flushed {
+        Ok(()) => tracing::info!("journal drained and store flushed"),
+        Err(e) => tracing::error!(error = %e, "the store could not be flushed at shutdown"),
+    }
     served?;
     flushed?;
     Ok(())
+}
+
+/// Every service's health.
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    for service in [
+        "",
+        <BanditServer<BanditService> as tonic::server::NamedService>::NAME,
+        <CampaignsServer<CampaignService> as tonic::server::NamedService>::NAME,
+    ] {
+        reporter.set_service_status(service, status).await;
+    }
+}
+
+/// Turns health `NOT_SERVING` once the store has failed.
+async fn not_serving_on_store_failure(engine: Arc<Engine>, reporter: HealthReporter) {
+    engine.store_failed().await;
+    tracing::error!(
+        why = engine.store_failure().unwrap_or_default(),
+        "the store failed: health is NOT_SERVING and every change is refused until a restart"
+    );
+    set_health(&reporter, ServingStatus::NotServing).await;
 }
 
 /// tonic rejects a message above the decoding limit with `OUT_OF_RANGE`; the

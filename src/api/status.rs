@@ -1,8 +1,10 @@
 //! The one mapping from [`Error`] to gRPC status.
 //!
 //! Exhaustive on purpose: a new error variant does not compile until it has a
-//! status. Storage failures are logged with their detail and reported as
-//! `UNAVAILABLE` with a generic message, so no internals leak to clients.
+//! status. Storage failures are logged with their detail and reported with
+//! a generic message, so no internals leak to clients: `UNAVAILABLE` when
+//! nothing was applied, `DATA_LOSS` when the change was applied in memory
+//! but the store failed before it was durable (strict durability).
 
 use crate::error::Error;
 use tonic::Status;
@@ -18,6 +20,16 @@ impl From<Error> for Status {
             Error::Storage(inner) => {
                 tracing::error!(error = %inner, "storage failure");
                 Status::unavailable("storage unavailable; the request was not applied")
+            }
+            Error::Unavailable(why) => {
+                tracing::warn!(why = %why, "change refused: the store has failed");
+                Status::unavailable("the store has failed; the request was not applied")
+            }
+            Error::NotDurable(why) => {
+                tracing::error!(why = %why, "a change was applied but not made durable");
+                Status::data_loss(
+                    "the change was applied, but the store failed before it was durable; it may be lost on restart (do not retry a Choose without a decision_id)",
+                )
             }
         }
     }

@@ -1,163 +1,267 @@
-//! Where decisions live: each campaign's [`DecisionLog`], and the
-//! [`ForeignIndex`] for ids the engine did not generate in this process.
+//! Decisions and where they live: each campaign's [`DecisionLog`].
 //!
-//! A campaign's decisions are created, expire and are forgotten in deadline
-//! order (a deadline is never earlier than the one before it), so they live
-//! in a queue guarded by the campaign's own lock: every decision has a slot
-//! number, and the queue is indexed by `slot − base`. Expiry walks the queue
-//! from a cursor and forgetting pops its front, touching memory in order.
+//! A campaign's decisions are made, expire and are forgotten in deadline
+//! order (a decision's creation time is never earlier than the one before
+//! it, and its deadline is creation time plus the campaign's timeout), so
+//! they live in a queue guarded by the campaign's lock. A decision's place
+//! in it is its [`Position`]: the run (process lifetime) that made it and
+//! its slot in that run. The log holds one queue per run still remembered
+//! (usually one or two); within a run a decision is found by `slot − base`.
 //!
-//! `Reward` carries only a decision id. A server-generated id names its
-//! campaign and slot (see `Engine::fresh_decision_id`), so finding it needs
-//! no global map. Caller-chosen ids and ids loaded from the store (generated
-//! by an earlier process) are looked up in the foreign index instead: a
-//! hash map split into [`SHARDS`] independently locked shards, so no single
-//! lock is shared by all campaigns. Lock order: a campaign's state lock is
-//! taken *before* a shard lock, never the other way round.
+//! A decision is 32 bytes: the id of a server-generated decision is derived
+//! from its position, and only caller-chosen ids and contexts are kept on
+//! the heap ([`Extra`]).
 
-use super::state::CampaignCell;
-use crate::store::DecisionStatus;
-use crate::FastMap;
-use parking_lot::Mutex;
+use crate::journal::Position;
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
-/// Number of independently locked shards of the foreign index.
-pub const SHARDS: usize = 64;
+/// Where a decision is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionStatus {
+    /// Waiting for its reward.
+    Pending,
+    /// A reward was learned.
+    Rewarded,
+    /// The timeout passed and the default reward was learned.
+    Expired,
+}
 
 /// One decision, in its campaign's log.
 #[derive(Debug, Clone)]
 pub struct Decision {
-    pub id: Arc<str>,
-    pub segment: Arc<str>,
-    pub arm: u32,
-    pub propensity: f64,
+    /// Wall-clock ms since the Unix epoch (never earlier than the previous
+    /// decision's, so deadlines stay in order).
     pub created_ms: u64,
-    pub deadline_ms: u64,
+    pub propensity: f64,
+    /// The segment's number in its campaign.
+    pub segment: u32,
+    pub arm: u16,
     pub status: DecisionStatus,
-    /// The campaign's outcome sequence number once resolved (0 while pending).
-    pub outcome_seq: u64,
-    /// The reward learned once resolved.
-    pub reward: f64,
-    /// Contextual campaigns: the context vector (intercept first).
+    pub extra: Option<Box<Extra>>,
+}
+
+/// What only some decisions carry.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// The caller-chosen id (the others are derived from the position).
+    pub caller_id: Option<Arc<str>>,
+    /// Contextual campaigns: the context vector, intercept first.
     pub context: Option<Arc<[f64]>>,
 }
 
-/// A campaign's decisions (pending and remembered) in deadline order.
+impl Decision {
+    pub fn deadline_ms(&self, timeout_ms: u64) -> u64 {
+        self.created_ms.saturating_add(timeout_ms)
+    }
+
+    pub fn caller_id(&self) -> Option<&Arc<str>> {
+        self.extra.as_ref().and_then(|e| e.caller_id.as_ref())
+    }
+
+    pub fn context(&self) -> Option<&Arc<[f64]>> {
+        self.extra.as_ref().and_then(|e| e.context.as_ref())
+    }
+}
+
+#[derive(Debug)]
+struct Run {
+    run: u32,
+    /// Slot of `entries[0]`.
+    base: u64,
+    entries: VecDeque<Decision>,
+}
+
+/// A campaign's decisions (pending, and resolved ones still remembered) in
+/// deadline order.
 #[derive(Debug, Default)]
 pub struct DecisionLog {
-    entries: VecDeque<Decision>,
-    /// Slot number of `entries[0]`.
-    base: u64,
-    /// Slots below this one have passed their deadline and been resolved.
-    swept: u64,
+    runs: VecDeque<Run>,
+    /// Every position before this one has been swept (its deadline passed
+    /// and, if it was pending, its default reward learned).
+    swept: Position,
+    len: usize,
+    pending: usize,
+    last_created: u64,
 }
 
 impl DecisionLog {
-    /// The slot the next pushed decision gets.
-    pub fn next_slot(&self) -> u64 {
-        self.base + self.entries.len() as u64
+    /// The slot the next decision of `run` gets.
+    pub fn next_slot(&self, run: u32) -> u64 {
+        match self.runs.back() {
+            Some(r) if r.run == run => r.base + r.entries.len() as u64,
+            _ => 0,
+        }
     }
 
-    /// Appends a decision (its deadline must not precede the last one's).
-    pub fn push(&mut self, d: Decision) -> u64 {
-        debug_assert!(d.deadline_ms >= self.last_deadline());
-        self.entries.push_back(d);
-        self.next_slot() - 1
+    /// Appends a decision of `run` at [`Self::next_slot`]; runs only grow.
+    pub fn push(&mut self, run: u32, d: Decision) -> Position {
+        debug_assert!(d.created_ms >= self.last_created);
+        if self.runs.back().is_none_or(|r| r.run != run) {
+            debug_assert!(self.runs.back().is_none_or(|r| r.run < run));
+            self.runs.push_back(Run {
+                run,
+                base: 0,
+                entries: VecDeque::new(),
+            });
+        }
+        self.last_created = self.last_created.max(d.created_ms);
+        if d.status == DecisionStatus::Pending {
+            self.pending += 1;
+        }
+        self.len += 1;
+        let r = self
+            .runs
+            .back_mut()
+            .unwrap_or_else(|| unreachable!("pushed above"));
+        r.entries.push_back(d);
+        (run, r.base + r.entries.len() as u64 - 1)
     }
 
-    pub fn last_deadline(&self) -> u64 {
-        self.entries.back().map_or(0, |d| d.deadline_ms)
+    /// Appends a recovered decision at its own position (start-up only;
+    /// positions must come in order, gaps allowed within a run only before
+    /// its first entry).
+    pub fn push_at(&mut self, at: Position, d: Decision) -> bool {
+        match self.runs.back_mut() {
+            Some(r) if r.run == at.0 => {
+                if at.1 != r.base + r.entries.len() as u64 {
+                    return false;
+                }
+            }
+            Some(r) if r.run > at.0 => return false,
+            _ => self.runs.push_back(Run {
+                run: at.0,
+                base: at.1,
+                entries: VecDeque::new(),
+            }),
+        }
+        if self.len == 0 {
+            self.swept = at;
+        }
+        self.last_created = self.last_created.max(d.created_ms);
+        if d.status == DecisionStatus::Pending {
+            self.pending += 1;
+        }
+        self.len += 1;
+        if let Some(r) = self.runs.back_mut() {
+            r.entries.push_back(d);
+        }
+        true
     }
 
-    pub fn get(&self, slot: u64) -> Option<&Decision> {
-        let i = usize::try_from(slot.checked_sub(self.base)?).ok()?;
-        self.entries.get(i)
+    fn run_of(&self, run: u32) -> Option<&Run> {
+        self.runs.iter().rev().find(|r| r.run == run)
     }
 
-    pub fn get_mut(&mut self, slot: u64) -> Option<&mut Decision> {
-        let i = usize::try_from(slot.checked_sub(self.base)?).ok()?;
-        self.entries.get_mut(i)
+    pub fn get(&self, at: Position) -> Option<&Decision> {
+        let r = self.run_of(at.0)?;
+        let i = usize::try_from(at.1.checked_sub(r.base)?).ok()?;
+        r.entries.get(i)
     }
 
-    /// The first slot not yet swept whose deadline is before `now`.
-    pub fn next_overdue(&self, now: u64) -> Option<u64> {
-        self.get(self.swept)
-            .filter(|d| d.deadline_ms < now)
-            .map(|_| self.swept)
+    pub fn get_mut(&mut self, at: Position) -> Option<&mut Decision> {
+        let r = self.runs.iter_mut().rev().find(|r| r.run == at.0)?;
+        let i = usize::try_from(at.1.checked_sub(r.base)?).ok()?;
+        r.entries.get_mut(i)
     }
 
-    /// Marks the slot returned by [`Self::next_overdue`] as swept.
-    pub fn mark_swept(&mut self) {
-        self.swept += 1;
+    /// Marks the pending decision at `at` resolved.
+    pub fn resolve(&mut self, at: Position, status: DecisionStatus) -> Option<&Decision> {
+        debug_assert!(status != DecisionStatus::Pending);
+        let d = self.get_mut(at)?;
+        if d.status != DecisionStatus::Pending {
+            return None;
+        }
+        d.status = status;
+        self.pending -= 1;
+        self.get(at)
     }
 
-    /// The oldest decision, if it has been swept and its deadline is before
-    /// `before` (it may be forgotten).
-    pub fn forgettable(&self, before: u64) -> Option<&Decision> {
-        self.entries
-            .front()
-            .filter(|d| self.base < self.swept && d.deadline_ms < before)
+    pub fn last_created(&self) -> u64 {
+        self.last_created
     }
 
+    /// The first remembered position at or after `p`.
+    fn first_from(&self, p: Position) -> Option<Position> {
+        for r in &self.runs {
+            if r.run < p.0 {
+                continue;
+            }
+            let start = if r.run == p.0 {
+                p.1.max(r.base)
+            } else {
+                r.base
+            };
+            if start < r.base + r.entries.len() as u64 {
+                return Some((r.run, start));
+            }
+        }
+        None
+    }
+
+    /// The first position not yet swept whose deadline is before `now`.
+    pub fn next_overdue(&self, now: u64, timeout_ms: u64) -> Option<Position> {
+        let at = self.first_from(self.swept)?;
+        self.get(at)
+            .filter(|d| d.deadline_ms(timeout_ms) < now)
+            .map(|_| at)
+    }
+
+    /// Marks everything up to and including `at` as swept.
+    pub fn mark_swept(&mut self, at: Position) {
+        self.swept = (at.0, at.1 + 1);
+    }
+
+    /// The oldest decision's position, if it has been swept and its
+    /// deadline is before `before` (it may be forgotten).
+    pub fn forgettable(&self, before: u64, timeout_ms: u64) -> Option<Position> {
+        let r = self.runs.iter().find(|r| !r.entries.is_empty())?;
+        let at = (r.run, r.base);
+        let d = r.entries.front()?;
+        (at < self.swept && d.deadline_ms(timeout_ms) < before).then_some(at)
+    }
+
+    /// Forgets the oldest decision.
     pub fn pop_front(&mut self) -> Option<Decision> {
-        let d = self.entries.pop_front()?;
-        self.base += 1;
+        while self.runs.len() > 1 && self.runs.front().is_some_and(|r| r.entries.is_empty()) {
+            self.runs.pop_front();
+        }
+        let r = self.runs.front_mut()?;
+        let d = r.entries.pop_front()?;
+        r.base += 1;
+        self.len -= 1;
+        if d.status == DecisionStatus::Pending {
+            self.pending -= 1;
+        }
         Some(d)
     }
 
+    /// Every decision before this position has been forgotten.
+    pub fn front_position(&self) -> Position {
+        self.runs
+            .iter()
+            .find(|r| !r.entries.is_empty())
+            .or(self.runs.back())
+            .map_or((0, 0), |r| (r.run, r.base))
+    }
+
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Decision> {
-        self.entries.iter()
-    }
-}
-
-/// Where a decision with a foreign id lives.
-#[derive(Debug, Clone)]
-pub struct Locator {
-    pub campaign: Arc<CampaignCell>,
-    pub slot: u64,
-}
-
-/// One shard: decision id → where it lives.
-pub type Shard = Mutex<FastMap<Arc<str>, Locator>>;
-
-/// Caller-chosen and earlier-process ids → their campaign and slot.
-#[derive(Debug)]
-pub struct ForeignIndex {
-    /// Each shard's mutex guards only its own map; see the module doc for
-    /// the lock order.
-    shards: Box<[Shard]>,
-    hasher: foldhash::quality::RandomState,
-}
-
-impl Default for ForeignIndex {
-    fn default() -> Self {
-        ForeignIndex {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(FastMap::default()))
-                .collect(),
-            hasher: foldhash::quality::RandomState::default(),
-        }
-    }
-}
-
-impl ForeignIndex {
-    pub fn shard(&self, id: &str) -> &Shard {
-        let h = self.hasher.hash_one(id) as usize;
-        &self.shards[h % SHARDS]
+    /// Decisions still waiting for their reward.
+    pub fn pending(&self) -> usize {
+        self.pending
     }
 
-    pub fn get(&self, id: &str) -> Option<Locator> {
-        self.shard(id).lock().get(id).cloned()
-    }
-
-    pub fn remove(&self, id: &str) {
-        self.shard(id).lock().remove(id);
+    /// Every remembered decision with its position, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (Position, &Decision)> {
+        self.runs.iter().flat_map(|r| {
+            r.entries
+                .iter()
+                .enumerate()
+                .map(move |(i, d)| ((r.run, r.base + i as u64), d))
+        })
     }
 }
 
@@ -165,44 +269,61 @@ impl ForeignIndex {
 mod tests {
     use super::*;
 
-    fn decision(deadline_ms: u64) -> Decision {
+    fn decision(created_ms: u64) -> Decision {
         Decision {
-            id: format!("d{deadline_ms}").into(),
-            segment: "".into(),
-            arm: 0,
+            created_ms,
             propensity: 1.0,
-            created_ms: 0,
-            deadline_ms,
+            segment: 0,
+            arm: 0,
             status: DecisionStatus::Pending,
-            outcome_seq: 0,
-            reward: 0.0,
-            context: None,
+            extra: None,
         }
     }
 
-    // Slots stay valid while the front is popped; sweeping and forgetting
-    // follow deadlines, and nothing is forgotten before it was swept.
+    // A decision is 32 bytes (the budget is 150 per pending decision).
     #[test]
-    fn slots_sweep_and_forget_in_deadline_order() {
+    fn a_decision_is_small() {
+        assert_eq!(std::mem::size_of::<Decision>(), 32);
+    }
+
+    // Positions stay valid while the front is popped; sweeping and
+    // forgetting follow deadlines across runs, and nothing is forgotten
+    // before it was swept.
+    #[test]
+    fn positions_sweep_and_forget_in_deadline_order_across_runs() {
         let mut log = DecisionLog::default();
-        let slots: Vec<u64> = [10, 20, 20, 30].map(|t| log.push(decision(t))).into();
-        assert_eq!(slots, [0, 1, 2, 3]);
-        assert_eq!(log.next_overdue(10), None);
-        assert_eq!(log.next_overdue(11), Some(0));
-        assert!(log.forgettable(100).is_none(), "not swept yet");
-        log.mark_swept();
-        assert_eq!(log.next_overdue(11), None);
-        assert_eq!(log.next_overdue(21), Some(1));
-        log.mark_swept();
-        assert_eq!(log.next_overdue(21), Some(2));
-        assert_eq!(log.forgettable(10).map(|d| d.deadline_ms), None);
-        assert_eq!(log.forgettable(11).map(|d| d.deadline_ms), Some(10));
-        assert_eq!(log.pop_front().map(|d| d.deadline_ms), Some(10));
-        assert!(log.get(0).is_none());
-        assert_eq!(log.get(3).map(|d| d.deadline_ms), Some(30));
-        assert_eq!(log.push(decision(40)), 4);
-        assert_eq!(log.pop_front().map(|d| d.deadline_ms), Some(20));
-        assert!(log.forgettable(1000).is_none(), "slot 2 not swept");
-        assert_eq!(log.len(), 3);
+        assert!(log.push_at((1, 5), decision(10)));
+        assert!(log.push_at((1, 6), decision(20)));
+        assert!(!log.push_at((1, 9), decision(20)), "a gap inside a run");
+        assert_eq!(log.next_slot(2), 0);
+        assert_eq!(log.push(2, decision(20)), (2, 0));
+        assert_eq!(log.push(2, decision(30)), (2, 1));
+        let t = 5;
+        assert_eq!(log.next_overdue(15, t), None);
+        assert_eq!(log.next_overdue(16, t), Some((1, 5)));
+        assert!(log.forgettable(1000, t).is_none(), "not swept yet");
+        log.mark_swept((1, 5));
+        assert_eq!(log.next_overdue(26, t), Some((1, 6)));
+        log.mark_swept((1, 6));
+        assert_eq!(
+            log.next_overdue(26, t),
+            Some((2, 0)),
+            "the sweep moves on to the next run"
+        );
+        assert_eq!(log.forgettable(16, t), Some((1, 5)));
+        assert_eq!(log.pop_front().map(|d| d.created_ms), Some(10));
+        assert!(log.get((1, 5)).is_none());
+        assert_eq!(log.get((2, 1)).map(|d| d.created_ms), Some(30));
+        assert_eq!(log.pop_front().map(|d| d.created_ms), Some(20));
+        assert_eq!(log.front_position(), (2, 0));
+        assert!(log.forgettable(1000, t).is_none(), "(2, 0) not swept");
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.pending(), 2);
+        assert!(log.resolve((2, 0), DecisionStatus::Rewarded).is_some());
+        assert!(
+            log.resolve((2, 0), DecisionStatus::Expired).is_none(),
+            "resolved once"
+        );
+        assert_eq!(log.pending(), 1);
     }
 }

@@ -1,10 +1,10 @@
 //! One campaign's in-memory state: its definition, its per-segment arm
-//! statistics, its queues of decisions by deadline, its RNG and its cached
+//! statistics, its log of decisions by deadline, its RNG and its cached
 //! propensity estimates.
 //!
 //! Everything here is guarded by the campaign's own mutex
-//! ([`CampaignCell::state`]); no method does I/O. The engine (`mod.rs`)
-//! decides when to persist what these methods compute.
+//! ([`CampaignCell::state`]); no method does I/O. The engine decides which
+//! journal changes follow from what these methods compute.
 
 use super::decisions::DecisionLog;
 use crate::campaign::{CampaignSpec, PolicySpec};
@@ -16,16 +16,17 @@ use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use std::sync::Arc;
 
-/// A campaign shared between the engine's map, the decision index and
+/// A campaign shared between the engine's maps, the decision index and
 /// in-flight requests.
 #[derive(Debug)]
 pub struct CampaignCell {
     pub id: Arc<str>,
-    /// This process's number for the campaign (in its server-generated decision ids).
-    pub no: u32,
+    /// Never reused, so rows and decision ids of a deleted campaign can
+    /// never be mistaken for those of a new one with the same id.
+    pub uid: u64,
     /// Guards all of the campaign's mutable state. Held only for in-memory
-    /// work and the store write that must be ordered with it; never across
-    /// an `.await`.
+    /// work and the journal appends that must be ordered with it; never
+    /// across an `.await`.
     pub state: Mutex<CampaignState>,
 }
 
@@ -36,8 +37,6 @@ pub struct ArmTally {
     pub counts: ArmCounts,
     /// Decisions waiting for their reward (rebuilt from pending decisions).
     pub pending: u64,
-    /// Highest outcome sequence number counted in `counts` (persisted with it).
-    pub through: u64,
 }
 
 /// A cached propensity estimate for one segment and when it was made.
@@ -56,13 +55,23 @@ struct PropensityCache {
 /// the previous estimate (bounds the cost in sparse, fast-moving segments).
 const MIN_USES_BEFORE_REFRESH: u32 = 8;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Segment {
+    pub name: Arc<str>,
     pub arms: Vec<ArmTally>,
     cache: Option<PropensityCache>,
 }
 
 impl Segment {
+    /// A segment with no data (reports of a segment never seen).
+    pub fn empty(name: Arc<str>) -> Self {
+        Segment {
+            name,
+            arms: Vec::new(),
+            cache: None,
+        }
+    }
+
     fn total_n(&self) -> u64 {
         self.arms.iter().map(|a| a.counts.n).sum()
     }
@@ -70,24 +79,24 @@ impl Segment {
 
 #[derive(Debug)]
 pub struct CampaignState {
-    /// `spec.id`, shared with the records written for this campaign.
-    pub id: Arc<str>,
     pub spec: CampaignSpec,
     pub rng: SmallRng,
     /// Per arm: the sum over all segments (the campaign-wide posterior).
     pub aggregate: Vec<ArmTally>,
-    /// Segment name → its own statistics; "" holds segment-less decisions.
-    pub segments: FastMap<Arc<str>, Segment>,
+    /// Segments by number (the number decisions and rows refer to); the
+    /// segment "" holds segment-less decisions.
+    pub segments: Vec<Segment>,
+    /// Segment name → number.
+    pub segment_index: FastMap<Arc<str>, u32>,
     /// Decisions (pending, and resolved ones still remembered) in deadline order.
     pub log: DecisionLog,
     /// Bumped when arms are added or retired (invalidates propensity caches).
     pub arms_version: u32,
-    /// Sequence number of the last outcome learned (see `store` docs).
-    pub outcome_seq: u64,
-    /// Contextual campaigns: per arm, the ridge statistics (campaign-wide)
-    /// and the highest outcome sequence number counted in them.
+    /// Contextual campaigns: per arm, the ridge statistics (campaign-wide).
     pub linear: Vec<LinearArm>,
-    pub linear_through: Vec<u64>,
+    /// Set under this lock when the campaign is deleted: whoever still
+    /// holds the cell must not change it any more.
+    pub dead: bool,
     /// Reused buffers for one decision (no allocation on the hot path).
     scratch_posteriors: Vec<BetaParams>,
     scratch_arms: Vec<usize>,
@@ -106,16 +115,15 @@ impl CampaignState {
     pub fn new(spec: CampaignSpec, rng: SmallRng) -> Self {
         let arms = spec.arms.len();
         let mut st = CampaignState {
-            id: spec.id.as_str().into(),
             spec,
             rng,
             aggregate: vec![ArmTally::default(); arms],
-            segments: FastMap::default(),
+            segments: Vec::new(),
+            segment_index: FastMap::default(),
             log: DecisionLog::default(),
             arms_version: 0,
-            outcome_seq: 0,
             linear: Vec::new(),
-            linear_through: Vec::new(),
+            dead: false,
             scratch_posteriors: Vec::new(),
             scratch_arms: Vec::new(),
             scratch_means: Vec::new(),
@@ -126,7 +134,7 @@ impl CampaignState {
     }
 
     /// Contextual campaigns: ridge statistics for every arm (new arms start at λI).
-    fn widen_linear(&mut self) {
+    pub fn widen_linear(&mut self) {
         if let PolicySpec::LinUcb {
             lambda,
             ref features,
@@ -136,7 +144,6 @@ impl CampaignState {
             let d = features.len() + 1;
             while self.linear.len() < self.spec.arms.len() {
                 self.linear.push(LinearArm::new(d, lambda));
-                self.linear_through.push(0);
             }
         }
     }
@@ -158,39 +165,40 @@ impl CampaignState {
         }
     }
 
-    /// The segment's statistics, created (and widened to all arms) on demand.
-    pub fn segment_mut(&mut self, name: &str) -> &mut Segment {
+    /// The segment with this number, widened to all arms.
+    pub fn segment_mut(&mut self, no: u32) -> &mut Segment {
         let arms = self.spec.arms.len();
-        if !self.segments.contains_key(name) {
-            self.segments.insert(name.into(), Segment::default());
-        }
-        let seg = self
-            .segments
-            .get_mut(name)
-            .unwrap_or_else(|| unreachable!("inserted above"));
+        let seg = &mut self.segments[no as usize];
         if seg.arms.len() < arms {
             seg.arms.resize(arms, ArmTally::default());
         }
         seg
     }
 
-    /// The segment's name as kept in the map (shared by its decisions, so a
-    /// decision does not allocate its own copy), creating the segment if it
-    /// is new; `None` if it is new and the campaign already has `limit`.
-    pub fn intern_segment(&mut self, name: &str, limit: usize) -> Option<Arc<str>> {
-        if let Some((k, _)) = self.segments.get_key_value(name) {
-            return Some(k.clone());
+    /// The number of the segment called `name`, creating it if it is new
+    /// (`true` then); `None` if it is new and the campaign already has
+    /// `limit` segments.
+    pub fn intern_segment(&mut self, name: &str, limit: usize) -> Option<(u32, bool)> {
+        if let Some(&no) = self.segment_index.get(name) {
+            return Some((no, false));
         }
         if self.segments.len() >= limit {
             return None;
         }
-        let key: Arc<str> = name.into();
-        let seg = Segment {
+        let no = self.add_segment(name.into());
+        Some((no, true))
+    }
+
+    /// Appends a segment (start-up, or a new one).
+    pub fn add_segment(&mut self, name: Arc<str>) -> u32 {
+        let no = self.segments.len() as u32;
+        self.segment_index.insert(name.clone(), no);
+        self.segments.push(Segment {
+            name,
             arms: vec![ArmTally::default(); self.spec.arms.len()],
             cache: None,
-        };
-        self.segments.insert(key.clone(), seg);
-        Some(key)
+        });
+        no
     }
 
     /// The posterior of `arm` as seen from `segment` ("" = campaign-wide).
@@ -210,10 +218,10 @@ impl CampaignState {
         }
     }
 
-    /// Picks an arm for `segment` (which must exist, see
-    /// [`Self::segment_mut`]); `x` is the context vector of a contextual
+    /// Picks an arm for segment number `segment` (see
+    /// [`Self::intern_segment`]); `x` is the context vector of a contextual
     /// campaign (intercept first, validated by the engine).
-    pub fn choose(&mut self, segment: &str, x: Option<&[f64]>) -> Pick {
+    pub fn choose(&mut self, segment: u32, x: Option<&[f64]>) -> Pick {
         self.scratch_arms.clear();
         self.scratch_arms.extend(self.spec.active_arms());
         debug_assert!(
@@ -224,11 +232,7 @@ impl CampaignState {
             PolicySpec::Thompson { .. } => self.prior(),
             PolicySpec::Uniform => None,
             PolicySpec::EpsilonGreedy { epsilon } => {
-                let seg = if segment.is_empty() {
-                    None
-                } else {
-                    self.segments.get(segment)
-                };
+                let seg = pooled_segment(&self.segments, segment);
                 let mut means = std::mem::take(&mut self.scratch_means);
                 means.clear();
                 means.extend(self.scratch_arms.iter().map(|&a| {
@@ -280,11 +284,7 @@ impl CampaignState {
         };
         let mut posts = std::mem::take(&mut self.scratch_posteriors);
         posts.clear();
-        let seg = if segment.is_empty() {
-            None
-        } else {
-            self.segments.get(segment)
-        };
+        let seg = pooled_segment(&self.segments, segment);
         posts.extend(
             self.scratch_arms
                 .iter()
@@ -304,11 +304,11 @@ impl CampaignState {
     /// A refresh costs `PROPENSITY_DRAWS` joint draws (about 100 µs for 10
     /// arms), so its amortised cost per decision is at most 1/8 of that in
     /// a sparse segment and falls towards zero as data accumulates.
-    fn propensity(&mut self, segment: &str, posts: &[BetaParams], arm: usize) -> f64 {
+    fn propensity(&mut self, segment: u32, posts: &[BetaParams], arm: usize) -> f64 {
         let total: u64 = self.aggregate.iter().map(|a| a.counts.n).sum();
         let version = self.arms_version;
         let seg = self.segment_mut(segment);
-        let own_n = if segment.is_empty() {
+        let own_n = if seg.name.is_empty() {
             total
         } else {
             seg.total_n()
@@ -338,28 +338,21 @@ impl CampaignState {
         p
     }
 
-    /// The counts `arm` in `segment` would have after learning `reward`.
-    pub fn counts_after(&mut self, segment: &str, arm: usize, reward: f64) -> ArmCounts {
-        let mut c = self.segment_mut(segment).arms[arm].counts;
-        c.add(reward);
-        c
-    }
-
-    /// Commits outcome number `seq`, computed by [`Self::counts_after`],
-    /// after the store accepted it.
-    pub fn learn(&mut self, segment: &str, arm: usize, counts: ArmCounts, reward: f64, seq: u64) {
-        debug_assert!(seq > self.outcome_seq);
-        self.outcome_seq = seq;
+    /// Learns one outcome of `arm` in segment number `segment` (which had
+    /// a pending decision) and returns the arm's new counts there.
+    pub fn learn(&mut self, segment: u32, arm: usize, reward: f64) -> ArmCounts {
         let seg = self.segment_mut(segment);
-        seg.arms[arm].counts = counts;
-        seg.arms[arm].through = seq;
-        seg.arms[arm].pending = seg.arms[arm].pending.saturating_sub(1);
+        let tally = &mut seg.arms[arm];
+        tally.counts.add(reward);
+        tally.pending = tally.pending.saturating_sub(1);
+        let counts = tally.counts;
         self.aggregate[arm].counts.add(reward);
         self.aggregate[arm].pending = self.aggregate[arm].pending.saturating_sub(1);
+        counts
     }
 
     /// Counts one more pending decision.
-    pub fn add_pending(&mut self, segment: &str, arm: usize) {
+    pub fn add_pending(&mut self, segment: u32, arm: usize) {
         self.segment_mut(segment).arms[arm].pending += 1;
         self.aggregate[arm].pending += 1;
     }
@@ -368,7 +361,27 @@ impl CampaignState {
     pub fn arms_changed(&mut self) {
         self.aggregate
             .resize(self.spec.arms.len(), ArmTally::default());
+        self.widen_linear();
         self.arms_version = self.arms_version.wrapping_add(1);
+    }
+
+    /// Rebuilds the campaign-wide tallies from the segments' (start-up).
+    pub fn rebuild_aggregate(&mut self) {
+        let arms = self.spec.arms.len();
+        let mut aggregate = vec![ArmTally::default(); arms];
+        for seg in &self.segments {
+            for (a, t) in seg.arms.iter().enumerate().take(arms) {
+                aggregate[a].counts.n += t.counts.n;
+                aggregate[a].counts.sum += t.counts.sum;
+                aggregate[a].pending += t.pending;
+            }
+        }
+        self.aggregate = aggregate;
+    }
+
+    /// How long a decision waits for its reward, in ms.
+    pub fn timeout_ms(&self) -> u64 {
+        u64::from(self.spec.reward_timeout_seconds) * 1000
     }
 
     /// Thompson prior used for stats (uniform campaigns report a Beta(1,1) posterior).
@@ -379,4 +392,10 @@ impl CampaignState {
             pooling: 0.0,
         })
     }
+}
+
+/// The segment numbered `no` for pooling: `None` for the segment "" (the
+/// campaign-wide view).
+fn pooled_segment(segments: &[Segment], no: u32) -> Option<&Segment> {
+    segments.get(no as usize).filter(|s| !s.name.is_empty())
 }

@@ -74,7 +74,22 @@ impl Engine {
                         (t.counts.n, t.pending, t.counts.sum)
                     })
                     .collect();
-                let posteriors = (0..n).map(|a| st.posterior(&prior, seg, a)).collect();
+                // Contextual campaigns learn any finite reward: no Beta
+                // posterior there (their lines are the ridge statistics').
+                let contextual = !st.spec.policy.features().is_empty();
+                let flat = BetaParams {
+                    alpha: 1.0,
+                    beta: 1.0,
+                };
+                let posteriors = (0..n)
+                    .map(|a| {
+                        if contextual {
+                            flat
+                        } else {
+                            st.posterior(&prior, seg, a)
+                        }
+                    })
+                    .collect();
                 rows.push(Row {
                     segment: name.to_string(),
                     posteriors,
@@ -83,30 +98,27 @@ impl Engine {
             };
             if segment.is_empty() {
                 push("", None);
-                let mut names: Vec<&str> = st
+                let mut named: Vec<&super::state::Segment> = st
                     .segments
-                    .keys()
-                    .map(|k| &**k)
-                    .filter(|k| !k.is_empty())
+                    .iter()
+                    .filter(|s| !s.name.is_empty() && !s.name.starts_with('\u{1}'))
                     .collect();
-                if names.len() > MAX_REPORTED_SEGMENTS {
+                if named.len() > MAX_REPORTED_SEGMENTS {
                     // Keep the busiest segments; a filter reaches any other.
-                    let pulls = |n: &str| {
-                        st.segments.get(n).map_or(0, |g| {
-                            g.arms.iter().map(|a| a.counts.n + a.pending).sum::<u64>()
-                        })
+                    let pulls = |g: &super::state::Segment| {
+                        g.arms.iter().map(|a| a.counts.n + a.pending).sum::<u64>()
                     };
-                    names.sort_by_cached_key(|n| std::cmp::Reverse(pulls(n)));
-                    names.truncate(MAX_REPORTED_SEGMENTS);
+                    named.sort_by_cached_key(|g| std::cmp::Reverse(pulls(g)));
+                    named.truncate(MAX_REPORTED_SEGMENTS);
                 }
-                names.sort_unstable();
-                for name in names {
-                    push(name, st.segments.get(name));
+                named.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+                for seg in named {
+                    push(&seg.name, Some(seg));
                 }
-            } else if let Some(seg) = st.segments.get(segment) {
-                push(segment, Some(seg));
+            } else if let Some(&no) = st.segment_index.get(segment) {
+                push(segment, Some(&st.segments[no as usize]));
             } else {
-                push(segment, Some(&super::state::Segment::default()));
+                push(segment, Some(&super::state::Segment::empty(segment.into())));
             }
             let linear = match &st.spec.policy {
                 PolicySpec::LinUcb {

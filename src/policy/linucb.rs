@@ -136,6 +136,35 @@ impl LinearArm {
         }
     }
 
+    /// An arm rebuilt from persisted statistics (`A` and `b` as learned, the
+    /// tallies), with `A⁻¹` recomputed from `A`.
+    pub fn from_parts(
+        a: Vec<f64>,
+        b: Vec<f64>,
+        pulls: u64,
+        reward_sum: f64,
+    ) -> Result<Self, LinearError> {
+        let d = b.len();
+        if a.len() != d * d {
+            return Err(LinearError::Malformed);
+        }
+        if a.iter().chain(&b).any(|v| !v.is_finite()) || !reward_sum.is_finite() {
+            return Err(LinearError::NonFinite);
+        }
+        let mut arm = LinearArm {
+            a,
+            b,
+            a_inv: vec![0.0; d * d],
+            updates_since_refactor: 0,
+            pulls,
+            reward_sum,
+        };
+        match arm.refactor() {
+            InverseMethod::Failed => Err(LinearError::Malformed),
+            _ => Ok(arm),
+        }
+    }
+
     /// The dimension `d` (length of `b`).
     pub fn dim(&self) -> usize {
         self.b.len()

@@ -3,7 +3,7 @@
 //! strategies on exactly the same customers.
 //!
 //! It owns everything under `sim::` and touches the rest of the crate only
-//! through the engine's public API (`Engine::open` over a `MemoryStore`
+//! through the engine's public API (`Engine::in_memory`, which persists nothing,
 //! with a manual clock). It never opens sled, binds a port or reads the
 //! daemon's configuration.
 //!

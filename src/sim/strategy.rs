@@ -1,7 +1,7 @@
 //! Strategies: who picks the offer for each simulated customer.
 //!
 //! Owns the strategy list and the deciders. Every strategy but the oracle
-//! runs through a real [`Engine`] over a `MemoryStore` with a manual clock,
+//! runs through a real in-memory [`Engine`] with a manual clock,
 //! the code the daemon serves with: uniform, ε-greedy, Thompson sampling
 //! campaign-wide and per segment, LinUCB, and the A/B test (a uniform
 //! campaign whose losers are retired once the test concludes). It decides
@@ -13,7 +13,6 @@ use super::population::Customer;
 use super::scenario::Scenario;
 use crate::campaign::{ArmSpec, CampaignSpec, PolicySpec};
 use crate::engine::{ChooseRequest, Clock, Engine, EngineOptions};
-use crate::store::MemoryStore;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -123,7 +122,7 @@ pub struct AbState {
 /// Segment of the A/B test's test-phase decisions.
 pub const AB_SEGMENT: &str = "ab-test";
 
-/// A strategy backed by a real [`Engine`] over a [`MemoryStore`], moved
+/// A strategy backed by a real in-memory [`Engine`], moved
 /// through simulated time by a manual clock.
 pub struct EngineDecider {
     engine: Engine,
@@ -172,13 +171,11 @@ impl Decider {
             }
         });
         let clock = Arc::new(AtomicU64::new(0));
-        let engine = Engine::open(
-            Arc::new(MemoryStore::new()),
-            EngineOptions {
-                seed: Some(seed),
-                clock: Clock::Manual(clock.clone()),
-            },
-        )?;
+        let engine = Engine::in_memory(EngineOptions {
+            seed: Some(seed),
+            clock: Clock::Manual(clock.clone()),
+            ..EngineOptions::default()
+        });
         let timeout_seconds = s.delay.attribution_window_minutes * 60;
         engine.create_campaign(CampaignSpec {
             id: CAMPAIGN.into(),

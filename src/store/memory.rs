@@ -1,147 +1,175 @@
-//! An in-memory [`Store`]: the simulator's and the unit tests' store, and the
-//! reference model the sled store is checked against.
+//! An in-memory [`Store`] for tests, which models what a crash keeps.
+//!
+//! It holds two states: what was *applied* and what was *flushed*.
+//! [`MemoryStore::crashed`] returns a new store holding only the flushed
+//! state, which is exactly what a killed process keeps of a real store
+//! (everything flushed, nothing after it). [`MemoryStore::fail_after`]
+//! injects a write or flush failure, for the tests of what a failed store
+//! does to the engine.
 
-use super::{DecisionRecord, LinearRow, PosteriorKey, PosteriorRow, Snapshot, Store};
-use crate::campaign::CampaignSpec;
+use super::{Op, Store, Visit};
 use crate::error::StoreError;
-use crate::FastMap;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-/// Keeps everything in hash maps behind one mutex (it is never on a path
-/// where that matters: the simulator runs one engine per thread). Records
-/// share their strings with the engine, so a write is a few reference-count
-/// bumps and one hash insert. [`Store::load`] returns everything sorted by
-/// key, as the sled store does.
+type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    /// Guards the whole state so each trait method is atomic.
-    state: Mutex<State>,
+    /// Guards both states, so each method is atomic.
+    inner: Mutex<Inner>,
 }
 
 #[derive(Debug, Default)]
-struct State {
-    campaigns: FastMap<String, CampaignSpec>,
-    posteriors: FastMap<PosteriorKey, PosteriorRow>,
-    /// Ordered by [`DecisionKey`], which keeps a campaign's server-generated
-    /// ids in creation order (inserts, updates and removals stay near the
-    /// edges of the tree) and compares in one integer comparison.
-    /// Boxed, so the tree's nodes stay small and cheap to shift.
-    decisions: BTreeMap<DecisionKey, Box<DecisionRecord>>,
-    linear: FastMap<(Arc<str>, u32), LinearRow>,
-}
-
-/// A decision id with an ordering that is cheap and follows creation order:
-/// its last eight bytes as a big-endian integer (the low digits of a
-/// server-generated id's fixed-width hex slot), then the whole id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct DecisionKey(u64, Arc<str>);
-
-impl DecisionKey {
-    fn new(id: &Arc<str>) -> Self {
-        let b = id.as_bytes();
-        let n = b.len().min(8);
-        let mut tail = [0u8; 8];
-        tail[8 - n..].copy_from_slice(&b[b.len() - n..]);
-        DecisionKey(u64::from_be_bytes(tail), id.clone())
-    }
+struct Inner {
+    applied: Map,
+    flushed: Map,
+    /// Batches applied so far.
+    batches: u64,
+    /// `apply` and `flush` fail once this many calls of either have succeeded.
+    fail_after: Option<u64>,
+    calls: u64,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// What a crash right now would leave: a new store with the flushed state.
+    pub fn crashed(&self) -> MemoryStore {
+        let s = self.inner.lock();
+        MemoryStore {
+            inner: Mutex::new(Inner {
+                applied: s.flushed.clone(),
+                flushed: s.flushed.clone(),
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// Makes every `apply` or `flush` after the next `n` successful ones fail.
+    pub fn fail_after(&self, n: u64) {
+        let mut s = self.inner.lock();
+        s.fail_after = Some(s.calls + n);
+    }
+
+    /// Batches applied so far.
+    pub fn batches(&self) -> u64 {
+        self.inner.lock().batches
+    }
+
+    /// Number of keys applied (flushed or not).
+    pub fn len(&self) -> usize {
+        self.inner.lock().applied.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes `ops` and flushes them, bypassing failure injection (test set-up).
+    pub fn seed(&self, ops: &[Op]) {
+        let mut s = self.inner.lock();
+        apply_to(&mut s.applied, ops);
+        s.flushed = s.applied.clone();
+    }
+}
+
+fn apply_to(map: &mut Map, ops: &[Op]) {
+    for op in ops {
+        match op {
+            Op::Put(k, v) => {
+                map.insert(k.clone(), v.clone());
+            }
+            Op::Delete(k) => {
+                map.remove(k);
+            }
+            Op::DeletePrefix(p) => {
+                let doomed: Vec<Vec<u8>> = map
+                    .range(p.clone()..)
+                    .take_while(|(k, _)| k.starts_with(p))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in doomed {
+                    map.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn check_failure(&mut self) -> Result<(), StoreError> {
+        if self.fail_after.is_some_and(|n| self.calls >= n) {
+            return Err(StoreError::Io(std::io::Error::other("injected failure")));
+        }
+        self.calls += 1;
+        Ok(())
+    }
 }
 
 impl Store for MemoryStore {
-    fn load(&self) -> Result<Snapshot, StoreError> {
-        let s = self.state.lock();
-        let mut snap = Snapshot {
-            campaigns: s.campaigns.values().cloned().collect(),
-            posteriors: s.posteriors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            decisions: s.decisions.values().map(|d| (**d).clone()).collect(),
-            linear: s
-                .linear
-                .iter()
-                .map(|((c, a), r)| (c.clone(), *a, r.clone()))
-                .collect(),
-        };
-        snap.campaigns.sort_by(|a, b| a.id.cmp(&b.id));
-        snap.posteriors.sort_by(|a, b| a.0.cmp(&b.0));
-        snap.decisions.sort_by(|a, b| a.id.cmp(&b.id));
-        snap.linear.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        Ok(snap)
-    }
-
-    fn put_campaign(&self, spec: &CampaignSpec) -> Result<(), StoreError> {
-        self.state
-            .lock()
-            .campaigns
-            .insert(spec.id.clone(), spec.clone());
-        Ok(())
-    }
-
-    fn delete_campaign(&self, id: &str, decisions: &[String]) -> Result<(), StoreError> {
-        let mut s = self.state.lock();
-        s.campaigns.remove(id);
-        s.posteriors.retain(|k, _| &*k.campaign != id);
-        s.linear.retain(|(c, _), _| &**c != id);
-        for d in decisions {
-            s.decisions.remove(&DecisionKey::new(&d.as_str().into()));
+    fn scan(&self, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        let s = self.inner.lock();
+        for (k, v) in &s.applied {
+            visit(k, v)?;
         }
         Ok(())
     }
 
-    fn put_decision(&self, decision: &DecisionRecord) -> Result<(), StoreError> {
-        self.state
-            .lock()
-            .decisions
-            .insert(DecisionKey::new(&decision.id), Box::new(decision.clone()));
-        Ok(())
-    }
-
-    fn record_outcome(
-        &self,
-        key: &PosteriorKey,
-        row: &PosteriorRow,
-        linear: Option<&LinearRow>,
-        decision: &DecisionRecord,
-    ) -> Result<(), StoreError> {
-        let mut s = self.state.lock();
-        let id = DecisionKey::new(&decision.id);
-        match s.decisions.get_mut(&id) {
-            Some(d) => **d = decision.clone(),
-            None => {
-                s.decisions.insert(id, Box::new(decision.clone()));
-            }
-        }
-        s.posteriors.insert(key.clone(), *row);
-        if let Some(l) = linear {
-            s.linear.insert((key.campaign.clone(), key.arm), l.clone());
-        }
-        Ok(())
-    }
-
-    fn put_linear(&self, campaign: &str, arm: u32, row: &LinearRow) -> Result<(), StoreError> {
-        self.state
-            .lock()
-            .linear
-            .insert((campaign.into(), arm), row.clone());
-        Ok(())
-    }
-
-    fn put_posterior(&self, key: &PosteriorKey, row: &PosteriorRow) -> Result<(), StoreError> {
-        self.state.lock().posteriors.insert(key.clone(), *row);
-        Ok(())
-    }
-
-    fn remove_decision(&self, id: &Arc<str>) -> Result<(), StoreError> {
-        self.state.lock().decisions.remove(&DecisionKey::new(id));
+    fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let mut s = self.inner.lock();
+        s.check_failure()?;
+        apply_to(&mut s.applied, ops);
+        s.batches += 1;
         Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        let mut s = self.inner.lock();
+        s.check_failure()?;
+        s.flushed = s.applied.clone();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(k: &[u8], v: &[u8]) -> Op {
+        Op::Put(k.to_vec(), v.to_vec())
+    }
+
+    fn keys(s: &MemoryStore) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        s.scan(&mut |k, _| {
+            out.push(k.to_vec());
+            Ok(())
+        })
+        .expect("scan");
+        out
+    }
+
+    // A crash keeps exactly what was flushed; a prefix delete removes only
+    // its prefix; an injected failure fails every later call.
+    #[test]
+    fn crash_keeps_the_flushed_state_and_failures_stick() {
+        let s = MemoryStore::new();
+        s.apply(&[put(b"a1", b"x"), put(b"a2", b"y"), put(b"b1", b"z")])
+            .expect("apply");
+        s.flush().expect("flush");
+        s.apply(&[Op::DeletePrefix(b"a".to_vec()), put(b"c", b"w")])
+            .expect("apply");
+        assert_eq!(keys(&s), [b"b1".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            keys(&s.crashed()),
+            [b"a1".to_vec(), b"a2".to_vec(), b"b1".to_vec()]
+        );
+        s.fail_after(1);
+        assert!(s.apply(&[Op::Delete(b"c".to_vec())]).is_ok());
+        assert!(s.flush().is_err());
+        assert!(s.apply(&[]).is_err());
     }
 }

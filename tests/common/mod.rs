@@ -31,26 +31,30 @@ impl TestServer {
     pub async fn start_in(dir: tempfile::TempDir, seed: u64) -> TestServer {
         let store = SledStore::open(&SledOptions {
             path: dir.path().join("db"),
-            flush_every_ms: 50,
             cache_bytes: 16 << 20,
         })
         .expect("open sled");
-        let store: Arc<dyn Store> = Arc::new(store);
-        let engine = Engine::open(
-            store,
-            EngineOptions {
-                seed: Some(seed),
-                ..EngineOptions::default()
-            },
-        )
-        .expect("engine");
+        let options = EngineOptions {
+            seed: Some(seed),
+            ..EngineOptions::default()
+        };
+        Self::start_with(Arc::new(store), options, dir).await
+    }
+
+    /// Starts a server over any store with the given engine options.
+    pub async fn start_with(
+        store: Arc<dyn Store>,
+        options: EngineOptions,
+        dir: tempfile::TempDir,
+    ) -> TestServer {
+        let engine = Engine::open(store, options).expect("engine");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            server::run(
+            let _ = server::run(
                 listener,
                 Arc::new(engine),
                 Duration::from_millis(50),
@@ -58,8 +62,7 @@ impl TestServer {
                     let _ = rx.await;
                 },
             )
-            .await
-            .expect("server");
+            .await;
         });
         TestServer {
             addr,

@@ -14,9 +14,38 @@ pub struct Daemon {
     pub addr: SocketAddr,
 }
 
+/// A daemon process that may not be listening yet.
+pub struct Starting {
+    pub child: Child,
+    /// Receives the listening address once the daemon logs it.
+    pub addr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Starting {
+    /// Waits until the daemon listens; `None` if it did not within `timeout`
+    /// (or died first).
+    pub fn ready(self, timeout: Duration) -> Result<Daemon, Child> {
+        match self.addr.recv_timeout(timeout) {
+            Ok(listen) => Ok(Daemon {
+                child: self.child,
+                addr: listen.parse().expect("address"),
+            }),
+            Err(_) => Err(self.child),
+        }
+    }
+}
+
 impl Daemon {
     /// Starts `banditd serve` on 127.0.0.1:0 over `dir` and waits until it listens.
     pub fn spawn(dir: &Path, extra: &[&str]) -> Daemon {
+        match Self::start(dir, extra).ready(Duration::from_secs(30)) {
+            Ok(d) => d,
+            Err(_) => panic!("daemon did not start"),
+        }
+    }
+
+    /// Starts `banditd serve` on 127.0.0.1:0 over `dir` without waiting.
+    pub fn start(dir: &Path, extra: &[&str]) -> Starting {
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -47,15 +76,12 @@ impl Daemon {
                     let _ = tx.send(listen);
                     sent = true;
                 }
+                if line.contains("\"level\":\"ERROR\"") {
+                    eprintln!("daemon: {line}");
+                }
             }
         });
-        let listen = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("daemon did not start");
-        Daemon {
-            child,
-            addr: listen.parse().expect("address"),
-        }
+        Starting { child, addr: rx }
     }
 
     pub fn url(&self) -> String {

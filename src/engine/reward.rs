@@ -1,0 +1,115 @@
+//! `Reward`: join an outcome to its decision and learn it, exactly once.
+
+use super::choose::is_named;
+use super::decisions::DecisionStatus;
+use super::state::{CampaignCell, CampaignState};
+use super::{Engine, RewardOutcome};
+use crate::error::{invalid, Error, Result};
+use crate::journal::{Change, OutcomeEntry, Position, Resolution};
+
+impl Engine {
+    /// Learns the reward of a decision.
+    pub fn reward(&self, decision_id: &str, value: f64) -> Result<RewardOutcome> {
+        if decision_id.is_empty() {
+            return Err(invalid("decision_id must not be empty"));
+        }
+        if !value.is_finite() {
+            return Err(invalid(format!("reward value must be finite, got {value}")));
+        }
+        let not_found = || Error::NotFound(format!("decision {decision_id:?}"));
+        let at = self.locate(decision_id).ok_or_else(not_found)?;
+        let now = self.clock.now_ms();
+        let mut st = at.campaign.state.lock();
+        if st.dead {
+            return Err(not_found());
+        }
+        let (lo, hi) = st.spec.policy.reward_range();
+        if !(lo..=hi).contains(&value) {
+            return Err(invalid(format!(
+                "reward value must be in [{lo}, {hi}] for campaign {:?}, got {value}",
+                st.spec.id
+            )));
+        }
+        // Re-read under the campaign lock: the decision may have been
+        // resolved or forgotten since the lookup above.
+        let Some(d) = st.log.get(at.at).filter(|d| is_named(d, decision_id)) else {
+            return Err(not_found());
+        };
+        let expired = || {
+            Error::FailedPrecondition(format!(
+                "decision {decision_id:?} expired before its reward arrived"
+            ))
+        };
+        match d.status {
+            DecisionStatus::Rewarded => return Ok(RewardOutcome::Duplicate),
+            DecisionStatus::Expired => return Err(expired()),
+            DecisionStatus::Pending => {}
+        }
+        let overdue = now > d.deadline_ms(st.timeout_ms());
+        self.admit(1)?;
+        if overdue {
+            // Expired but not yet swept: resolve it now, exactly once.
+            let default = st.spec.default_reward;
+            self.resolve(
+                &at.campaign,
+                &mut st,
+                at.at,
+                default,
+                Resolution::Expired,
+                now,
+            );
+            return Err(expired());
+        }
+        self.resolve(
+            &at.campaign,
+            &mut st,
+            at.at,
+            value,
+            Resolution::Rewarded,
+            now,
+        );
+        Ok(RewardOutcome::Learned)
+    }
+
+    /// Learns one outcome of the pending decision at `at` and appends it to
+    /// the journal: the decision's new status, the arm's new counts in its
+    /// segment and (contextual campaigns) its ridge update, in one change.
+    /// The caller has admitted one change.
+    pub(super) fn resolve(
+        &self,
+        cell: &CampaignCell,
+        st: &mut CampaignState,
+        at: Position,
+        reward: f64,
+        resolution: Resolution,
+        now: u64,
+    ) {
+        let status = match resolution {
+            Resolution::Rewarded => DecisionStatus::Rewarded,
+            Resolution::Expired => DecisionStatus::Expired,
+        };
+        let Some(d) = st.log.resolve(at, status) else {
+            debug_assert!(false, "resolve() of a decision that is not pending");
+            return;
+        };
+        let (segment, arm) = (d.segment, d.arm);
+        let context = d.context().cloned();
+        let counts = st.learn(segment, usize::from(arm), reward);
+        if let (Some(x), Some(stats)) = (&context, st.linear.get_mut(usize::from(arm))) {
+            stats.update(x, reward);
+        }
+        self.append(|| Change::Outcome {
+            uid: cell.uid,
+            outcome: OutcomeEntry {
+                decision: at,
+                resolution,
+                reward,
+                at_ms: now,
+            },
+            segment,
+            arm,
+            counts,
+            context,
+        });
+    }
+}
