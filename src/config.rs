@@ -179,7 +179,7 @@ pub struct ServeArgs {
     pub flush_interval_ms: u64,
     /// Default durability: how long changes gather before they are written
     /// as one batch, in milliseconds (1..=1000).
-    #[arg(long, env = "BANDITD_BATCH_INTERVAL_MS", default_value_t = 5)]
+    #[arg(long, env = "BANDITD_BATCH_INTERVAL_MS", default_value_t = 10)]
     pub batch_interval_ms: u64,
     /// Pending decisions one campaign may have; beyond, Choose is
     /// RESOURCE_EXHAUSTED (1..=100000000).

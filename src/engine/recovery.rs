@@ -17,12 +17,12 @@ impl Engine {
         let mut campaigns = self.campaigns.write();
         campaigns.next_uid = campaigns.next_uid.max(recovered.next_uid);
         let mut decisions = 0;
-        for c in recovered.campaigns {
+        for mut c in recovered.campaigns {
             let uid = c.uid;
-            let cell = self.new_cell(c.spec, uid);
+            let cell = self.new_cell(c.spec.clone(), uid);
             {
                 let mut st = cell.state.lock();
-                for (no, name) in c.segments {
+                for (no, name) in std::mem::take(&mut c.segments) {
                     // Segment numbers are dense; fill a gap (damage) with a
                     // name no request can use.
                     while (st.segments.len() as u32) < no {
@@ -34,12 +34,12 @@ impl Engine {
                     }
                 }
                 let arms = st.spec.arms.len();
-                for (segment, arm, counts) in c.rows {
+                for (segment, arm, counts) in std::mem::take(&mut c.rows) {
                     if (segment as usize) < st.segments.len() && (arm as usize) < arms {
                         st.segment_mut(segment).arms[arm as usize].counts = counts;
                     }
                 }
-                for (arm, stats) in c.linear {
+                for (arm, stats) in std::mem::take(&mut c.linear) {
                     let fits = st
                         .linear
                         .get(arm as usize)
@@ -53,7 +53,7 @@ impl Engine {
                         ),
                     }
                 }
-                for d in c.decisions {
+                for d in c.drain_decisions() {
                     let (segment, arm) = (d.entry.segment, d.entry.arm);
                     if segment as usize >= st.segments.len() || usize::from(arm) >= arms {
                         tracing::error!(
@@ -109,6 +109,13 @@ impl Engine {
                             },
                         );
                     }
+                }
+                if c.dangling_outcomes() > 0 {
+                    tracing::warn!(
+                        uid,
+                        outcomes = c.dangling_outcomes(),
+                        "outcomes of unknown decisions ignored"
+                    );
                 }
                 st.rebuild_aggregate();
             }

@@ -20,6 +20,7 @@ use crate::error::StoreError;
 use crate::store::Store;
 use crate::FastMap;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What the checker found.
 #[derive(Debug, Default)]
@@ -135,44 +136,41 @@ pub fn check(store: &dyn Store) -> Result<CheckReport, StoreError> {
                 "campaign uid {uid} is not below the next uid {next_uid}"
             ));
         }
-        check_campaign(&a, &rows_raw, &mut report, &mut caller_ids);
+        check_campaign(a, &rows_raw, &mut report, &mut caller_ids);
     }
     Ok(report)
 }
 
 fn check_campaign(
-    a: &Assembled,
+    mut a: Assembled,
     rows: &[(u32, u32, crate::policy::thompson::ArmCounts)],
     report: &mut CheckReport,
     caller_ids: &mut FastMap<String, u64>,
 ) {
-    let c = &a.campaign;
+    let c = &mut a.campaign;
     let name = c.spec.id.clone();
-    let v = &mut report.violations;
+    let mut v = Vec::new();
     for at in &a.duplicate_outcomes {
         v.push(format!("{name}: decision {at:?} has more than one outcome"));
     }
-    if a.dangling_outcomes > 0 {
-        v.push(format!(
-            "{name}: {} outcomes name no remembered decision",
-            a.dangling_outcomes
-        ));
-    }
-    let segments: FastMap<u32, &str> = c.segments.iter().map(|(n, s)| (*n, &**s)).collect();
-    let nothing_forgotten = c.watermark == (0, 0);
+    let segments: FastMap<u32, Arc<str>> =
+        c.segments.iter().map(|(n, s)| (*n, s.clone())).collect();
+    let (uid, watermark, spec, linear) = (c.uid, c.watermark, c.spec.clone(), c.linear.clone());
+    let nothing_forgotten = watermark == (0, 0);
     let mut expected: BTreeMap<(u32, u32), (u64, f64)> = BTreeMap::new();
     let mut linear_expected: BTreeMap<u32, u64> = BTreeMap::new();
     let mut summary = CampaignSummary {
-        uid: c.uid,
+        uid,
         id: name.clone(),
-        decisions: c.decisions.len(),
+        decisions: 0,
         pending: 0,
         rewarded: 0,
         expired: 0,
-        forgotten_below: c.watermark,
+        forgotten_below: watermark,
     };
     let mut buf = [0u8; format::DECISION_ID_MAX];
-    for d in &c.decisions {
+    for d in c.drain_decisions() {
+        summary.decisions += 1;
         let arm = usize::from(d.entry.arm);
         let Some(segment) = segments.get(&d.entry.segment) else {
             v.push(format!(
@@ -181,7 +179,7 @@ fn check_campaign(
             ));
             continue;
         };
-        let Some(arm_spec) = c.spec.arms.get(arm) else {
+        let Some(arm_spec) = spec.arms.get(arm) else {
             v.push(format!(
                 "{name}: decision {:?} names unknown arm {arm}",
                 d.at
@@ -207,15 +205,14 @@ fn check_campaign(
         }
         let id = match &d.entry.caller_id {
             Some(id) => {
-                if let Some(other) = caller_ids.insert(id.to_string(), c.uid) {
+                if let Some(other) = caller_ids.insert(id.to_string(), uid) {
                     v.push(format!(
-                        "caller id {id:?} is used by campaigns {other} and {}",
-                        c.uid
+                        "caller id {id:?} is used by campaigns {other} and {uid}"
                     ));
                 }
                 id.to_string()
             }
-            None => format::write_decision_id(c.uid, d.at, &mut buf).to_string(),
+            None => format::write_decision_id(uid, d.at, &mut buf).to_string(),
         };
         report.decisions.insert(
             id,
@@ -227,6 +224,12 @@ fn check_campaign(
                 outcome: d.outcome.map(|o| (o.resolution, o.reward)),
             },
         );
+    }
+    if c.dangling_outcomes() > 0 {
+        v.push(format!(
+            "{name}: {} outcomes name no remembered decision",
+            c.dangling_outcomes()
+        ));
     }
     let stored: BTreeMap<(u32, u32), (u64, f64)> = rows
         .iter()
@@ -251,15 +254,24 @@ fn check_campaign(
         }
     }
     if nothing_forgotten {
-        for (arm, stats) in &c.linear {
-            let want = linear_expected.get(arm).copied().unwrap_or(0);
-            if stats.pulls != want {
+        let stored: BTreeMap<u32, u64> = linear.iter().map(|(a, s)| (*a, s.pulls)).collect();
+        let arms: std::collections::BTreeSet<u32> = stored
+            .keys()
+            .chain(linear_expected.keys())
+            .copied()
+            .collect();
+        for arm in arms {
+            let (got, want) = (
+                stored.get(&arm).copied().unwrap_or(0),
+                linear_expected.get(&arm).copied().unwrap_or(0),
+            );
+            if got != want {
                 v.push(format!(
-                    "{name}: contextual arm {arm} counts {} updates, its outcomes are {want}",
-                    stats.pulls
+                    "{name}: contextual arm {arm} counts {got} updates, its outcomes are {want}"
                 ));
             }
         }
     }
+    report.violations.extend(v);
     report.campaigns.push(summary);
 }

@@ -118,7 +118,7 @@ impl Default for JournalOptions {
     fn default() -> Self {
         JournalOptions {
             mode: Mode::Default,
-            batch_interval: Duration::from_millis(5),
+            batch_interval: Duration::from_millis(10),
             flush_interval: Duration::from_millis(200),
             capacity: 1 << 18,
         }

@@ -36,10 +36,49 @@ pub struct RecoveredCampaign {
     pub rows: Vec<(u32, u32, ArmCounts)>,
     /// (arm, ridge statistics) of a contextual campaign.
     pub linear: Vec<(u32, LinearStats)>,
-    /// Remembered decisions in log order.
-    pub decisions: Vec<RecoveredDecision>,
     /// Decisions before this position were forgotten.
     pub watermark: Position,
+    /// Decision blocks (checked, still encoded), in log order: a million
+    /// decisions are decoded one block at a time, straight into the
+    /// engine's log, instead of all at once.
+    blocks: Vec<(Position, Vec<u8>)>,
+    /// Outcomes by the decision they resolve (the first, if several).
+    outcomes: FastMap<Position, OutcomeEntry>,
+}
+
+impl RecoveredCampaign {
+    /// The remembered decisions in log order, each joined to its outcome.
+    /// Consumes the blocks; outcomes left over afterwards name no
+    /// remembered decision (see [`Self::dangling_outcomes`]).
+    pub fn drain_decisions(&mut self) -> impl Iterator<Item = RecoveredDecision> + '_ {
+        let watermark = self.watermark;
+        let outcomes = &mut self.outcomes;
+        std::mem::take(&mut self.blocks)
+            .into_iter()
+            .flat_map(|(first, bytes)| {
+                // Checked by `assemble`; a block that fails now yields nothing.
+                let entries = format::decode_decisions(b"decisions", &bytes).unwrap_or_default();
+                entries
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(i, entry)| ((first.0, first.1 + i as u64), entry))
+            })
+            .filter(move |(at, _)| *at >= watermark)
+            .map(move |(at, entry)| RecoveredDecision {
+                at,
+                outcome: outcomes.remove(&at),
+                entry,
+            })
+    }
+
+    /// After [`Self::drain_decisions`]: outcomes naming no remembered
+    /// decision (only possible for damaged data).
+    pub fn dangling_outcomes(&self) -> usize {
+        self.outcomes
+            .keys()
+            .filter(|at| **at >= self.watermark)
+            .count()
+    }
 }
 
 #[derive(Debug)]
@@ -56,7 +95,7 @@ pub(super) struct RawCampaign {
     pub segments: Vec<(u32, Arc<str>)>,
     pub rows: Vec<(u32, u32, ArmCounts)>,
     pub linear_chunks: BTreeMap<(u32, u16), Vec<u8>>,
-    pub decision_blocks: Vec<(Position, Vec<DecisionEntry>)>,
+    pub decision_blocks: Vec<(Position, Vec<u8>)>,
     pub outcome_blocks: Vec<(u32, u64, Vec<OutcomeEntry>)>,
     pub watermark: Position,
 }
@@ -97,8 +136,7 @@ pub(super) fn read(store: &dyn Store) -> Result<Raw, StoreError> {
                 c.linear_chunks.insert((arm, chunk), v.to_vec());
             }
             (Key::Decisions { first, .. }, Some(c)) => {
-                c.decision_blocks
-                    .push((first, format::decode_decisions(k, v)?));
+                c.decision_blocks.push((first, v.to_vec()));
             }
             (Key::Outcomes { run, first_seq, .. }, Some(c)) => {
                 c.outcome_blocks
@@ -136,8 +174,6 @@ pub(super) struct Assembled {
     pub layout: Layout,
     /// Outcomes naming a decision that already had one (kept: the first).
     pub duplicate_outcomes: Vec<Position>,
-    /// Outcomes naming no remembered decision.
-    pub dangling_outcomes: usize,
 }
 
 /// Joins one campaign's keys; `None` if it has no campaign record.
@@ -154,8 +190,7 @@ pub(super) fn assemble(uid: u64, raw: RawCampaign) -> Result<Option<Assembled>, 
     layout.spec_chunks = raw.spec_chunks.len() as u16;
     layout.fit_spec(&spec);
     let mut linear = Vec::new();
-    let arms: Vec<u32> = raw.linear_chunks.keys().map(|(a, _)| *a).collect();
-    let mut arms = arms;
+    let mut arms: Vec<u32> = raw.linear_chunks.keys().map(|(a, _)| *a).collect();
     arms.dedup();
     for arm in arms {
         let bytes = join_chunks(
@@ -172,30 +207,21 @@ pub(super) fn assemble(uid: u64, raw: RawCampaign) -> Result<Option<Assembled>, 
             }
         }
     }
-    let watermark = raw.watermark;
-    let mut decisions = Vec::new();
-    let mut index: FastMap<Position, usize> = FastMap::default();
-    for (first, entries) in raw.decision_blocks {
-        if entries.is_empty() {
+    let mut blocks = Vec::with_capacity(raw.decision_blocks.len());
+    for (first, bytes) in raw.decision_blocks {
+        let key = format::decisions_key(uid, first);
+        let n = format::decode_decisions(&key, &bytes)?.len() as u64;
+        if n == 0 {
             continue;
         }
-        let last = first.1 + entries.len() as u64 - 1;
-        layout.blocks.push_back(Block { first, last });
-        for (i, entry) in entries.into_iter().enumerate() {
-            let at = (first.0, first.1 + i as u64);
-            if at < watermark {
-                continue;
-            }
-            index.insert(at, decisions.len());
-            decisions.push(RecoveredDecision {
-                at,
-                entry,
-                outcome: None,
-            });
-        }
+        layout.blocks.push_back(Block {
+            first,
+            last: first.1 + n - 1,
+        });
+        blocks.push((first, bytes));
     }
+    let mut outcomes: FastMap<Position, OutcomeEntry> = FastMap::default();
     let mut duplicate_outcomes = Vec::new();
-    let mut dangling_outcomes = 0;
     for (run, first_seq, entries) in raw.outcome_blocks {
         let max_ref = entries.iter().map(|o| o.decision).max().unwrap_or_default();
         layout.outcome_blocks.push_back(OutcomeBlock {
@@ -204,11 +230,16 @@ pub(super) fn assemble(uid: u64, raw: RawCampaign) -> Result<Option<Assembled>, 
             max_ref,
         });
         for o in entries {
-            match index.get(&o.decision).map(|&i| &mut decisions[i]) {
-                Some(d) if d.outcome.is_none() => d.outcome = Some(o),
-                Some(_) => duplicate_outcomes.push(o.decision),
-                None if o.decision >= watermark => dangling_outcomes += 1,
-                None => {}
+            if o.decision < raw.watermark {
+                continue;
+            }
+            match outcomes.entry(o.decision) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    duplicate_outcomes.push(o.decision)
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(o);
+                }
             }
         }
     }
@@ -221,12 +252,12 @@ pub(super) fn assemble(uid: u64, raw: RawCampaign) -> Result<Option<Assembled>, 
             segments,
             rows: raw.rows,
             linear,
-            decisions,
-            watermark,
+            watermark: raw.watermark,
+            blocks,
+            outcomes,
         },
         layout,
         duplicate_outcomes,
-        dangling_outcomes,
     }))
 }
 

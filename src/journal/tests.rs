@@ -118,8 +118,8 @@ fn decisions_gather_in_bounded_blocks_and_survive_a_crash() {
     let crashed = Arc::new(store.crashed());
     let (_j, rec) = open(&crashed, Mode::Default);
     assert_eq!(rec.run, 2, "a new run after every start");
-    let c = &rec.campaigns[0];
-    let slots: Vec<u64> = c.decisions.iter().map(|d| d.at.1).collect();
+    let mut rec = rec;
+    let slots: Vec<u64> = rec.campaigns[0].drain_decisions().map(|d| d.at.1).collect();
     assert_eq!(slots, (0..1000).collect::<Vec<_>>());
 }
 
@@ -153,8 +153,8 @@ fn a_batch_keeps_the_last_version_of_each_row() {
         store.batches() - before
     );
     drop(j);
-    let (_j, rec) = open(&Arc::new(store.crashed()), Mode::Default);
-    let c = &rec.campaigns[0];
+    let (_j, mut rec) = open(&Arc::new(store.crashed()), Mode::Default);
+    let c = &mut rec.campaigns[0];
     assert_eq!(
         c.rows,
         vec![(
@@ -164,7 +164,7 @@ fn a_batch_keeps_the_last_version_of_each_row() {
         )]
     );
     assert_eq!(
-        c.decisions.iter().filter(|d| d.outcome.is_some()).count(),
+        c.drain_decisions().filter(|d| d.outcome.is_some()).count(),
         30
     );
 }
@@ -307,11 +307,13 @@ fn forgetting_deletes_blocks_and_recovery_skips_forgotten_decisions() {
     assert!(store.len() < keys_before, "blocks were deleted");
     drop(j);
     let (_j, rec) = open(&Arc::new(store.crashed()), Mode::Default);
-    let c = &rec.campaigns[0];
+    let mut rec = rec;
+    let c = &mut rec.campaigns[0];
     assert_eq!(c.watermark, (1, 390));
-    let slots: Vec<u64> = c.decisions.iter().map(|d| d.at.1).collect();
+    let ds: Vec<_> = c.drain_decisions().collect();
+    let slots: Vec<u64> = ds.iter().map(|d| d.at.1).collect();
     assert_eq!(slots, (390..400).collect::<Vec<_>>());
-    assert!(c.decisions.iter().all(|d| d.outcome.is_some()));
+    assert!(ds.iter().all(|d| d.outcome.is_some()));
 }
 
 // A deleted campaign's keys all go, also those written in the same batch,

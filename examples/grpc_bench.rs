@@ -1,0 +1,586 @@
+//! gRPC load, as ratios: banditd against a bare tonic echo server
+//! (`examples/echo.rs`), each pinned to core 0 in turn, in the same run,
+//! with this load generator pinned to core 1.
+//!
+//! ```sh
+//! cargo build --release --bins --examples
+//! target/release/examples/grpc_bench [--seconds 5] [--rounds 3] [--only choose,reward,mix,strict] [-- banditd flags]
+//! ```
+//!
+//! The client speaks HTTP/2 directly (the `h2` crate, pre-encoded
+//! protobuf bodies), several times lighter per call than a tonic client,
+//! so the servers, not the client, set the pace (measured: with the echo
+//! at its ceiling the server core is 99% busy, the client's 78%). The
+//! machine's speed drifts by tens of percent over minutes, so each
+//! scenario runs several rounds of (echo, banditd), and the ratios are
+//! taken per round.
+//! Scenarios: `Choose`, `Reward` (of decisions made beforehand), a
+//! Choose+Reward mix, each with 100 calls in flight and with one; and
+//! `--durability strict` Choose with 100 in flight. One campaign of 10
+//! arms (Thompson sampling), one segment. Loopback only.
+
+use banditd::api::pb;
+use bytes::{BufMut, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use prost::Message;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+type Client = h2::client::SendRequest<Bytes>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const CAMPAIGN: &str = "bench";
+
+fn frame(msg: &impl Message) -> Bytes {
+    let body = msg.encode_to_vec();
+    let mut b = BytesMut::with_capacity(5 + body.len());
+    b.put_u8(0);
+    b.put_u32(body.len() as u32);
+    b.extend_from_slice(&body);
+    b.freeze()
+}
+
+async fn connect(addr: SocketAddr) -> Result<Client, BoxError> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(1 << 24)
+        .handshake(tcp)
+        .await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// One unary gRPC call; returns the response message bytes.
+async fn call(
+    client: &Client,
+    addr: SocketAddr,
+    path: &str,
+    body: Bytes,
+) -> Result<Bytes, BoxError> {
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())?;
+    let mut client = client.clone().ready().await?;
+    let (resp, mut send) = client.send_request(req, false)?;
+    send.send_data(body, true)?;
+    let resp = resp.await?;
+    let status_in_headers = resp.headers().get("grpc-status").cloned();
+    let mut body = resp.into_body();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        buf.extend_from_slice(&chunk);
+    }
+    let status = match status_in_headers {
+        Some(s) => Some(s),
+        None => body
+            .trailers()
+            .await?
+            .and_then(|t| t.get("grpc-status").cloned()),
+    };
+    match status {
+        Some(s) if s == "0" => {}
+        other => return Err(format!("{path}: grpc-status {other:?}").into()),
+    }
+    if buf.len() < 5 {
+        return Err(format!("{path}: short response").into());
+    }
+    Ok(buf.split_off(5).freeze())
+}
+
+/// A server process pinned to core 0.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_echo(bin: &Path) -> Result<Server, BoxError> {
+    let mut child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(bin)
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let out = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .ok_or("echo did not start")?
+        .parse()?;
+    Ok(Server {
+        child,
+        addr,
+        _dir: None,
+    })
+}
+
+fn spawn_banditd(bin: &Path, extra: &[&str]) -> Result<Server, BoxError> {
+    let dir = tempfile::tempdir()?;
+    let mut child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .args(extra)
+        .env("RUST_LOG", "warn,banditd=info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let err = child.stderr.take().ok_or("no stderr")?;
+    let mut lines = BufReader::new(err).lines();
+    let addr = loop {
+        let line = lines.next().ok_or("banditd did not start")??;
+        if line.contains("banditd started") {
+            let v: serde_json::Value = serde_json::from_str(&line)?;
+            break v["fields"]["listen"]
+                .as_str()
+                .ok_or("no listen field")?
+                .parse()?;
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Server {
+        child,
+        addr,
+        _dir: Some(dir),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Rpc {
+    Choose,
+    Reward,
+    Mix,
+}
+
+/// Throughput and latency of one measurement.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    rps: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+fn choose_body() -> Bytes {
+    frame(&pb::ChooseRequest {
+        campaign_id: CAMPAIGN.into(),
+        segment: "returning-customers".into(),
+        ..Default::default()
+    })
+}
+
+fn reward_body(id: &str) -> Bytes {
+    frame(&pb::RewardRequest {
+        decision_id: id.into(),
+        value: 1.0,
+    })
+}
+
+async fn create_campaign(addr: SocketAddr) -> Result<(), BoxError> {
+    let client = connect(addr).await?;
+    let req = pb::CreateCampaignRequest {
+        campaign: Some(pb::Campaign {
+            id: CAMPAIGN.into(),
+            arms: (0..10)
+                .map(|i| pb::Arm {
+                    id: format!("offer-{i}"),
+                    retired: false,
+                })
+                .collect(),
+            policy: Some(pb::campaign::Policy::Thompson(
+                pb::ThompsonSampling::default(),
+            )),
+            reward_timeout_seconds: 3600,
+            default_reward: 0.0,
+        }),
+    };
+    call(
+        &client,
+        addr,
+        "/banditd.v1.Campaigns/CreateCampaign",
+        frame(&req),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Makes decisions for the Reward scenario: `per_worker` ids for each of
+/// `workers` workers.
+async fn prefill(
+    addr: SocketAddr,
+    workers: usize,
+    per_worker: usize,
+) -> Result<Vec<Vec<String>>, BoxError> {
+    let clients = clients(addr, workers).await?;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let client = clients[w % clients.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let body = choose_body();
+            let mut ids = Vec::with_capacity(per_worker);
+            for _ in 0..per_worker {
+                let resp = call(&client, addr, "/banditd.v1.Bandit/Choose", body.clone()).await?;
+                ids.push(pb::ChooseResponse::decode(resp)?.decision_id);
+            }
+            Ok::<_, BoxError>(ids)
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await??);
+    }
+    Ok(out)
+}
+
+async fn clients(addr: SocketAddr, workers: usize) -> Result<Vec<Client>, BoxError> {
+    let n = workers.div_ceil(25).max(1);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(connect(addr).await?);
+    }
+    Ok(out)
+}
+
+/// Runs `workers` callers for `warmup + seconds`; measures the last `seconds`.
+async fn load(
+    addr: SocketAddr,
+    rpc: Rpc,
+    workers: usize,
+    ids: Option<Vec<Vec<String>>>,
+    warmup: Duration,
+    seconds: Duration,
+) -> Result<Figures, BoxError> {
+    let clients = clients(addr, workers).await?;
+    let start = Instant::now() + warmup;
+    let end = start + seconds;
+    let mut ids = ids.unwrap_or_default().into_iter();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let client = clients[w % clients.len()].clone();
+        let mut mine = ids.next().unwrap_or_default().into_iter();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut calls = 0u64;
+            let choose = choose_body();
+            let mut n = 0u64;
+            loop {
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                let measured = now >= start;
+                let mut timed = |t0: Instant, hist: &mut Histogram<u64>| {
+                    if measured {
+                        let _ = hist.record(t0.elapsed().as_micros().max(1) as u64);
+                        calls += 1;
+                    }
+                };
+                match rpc {
+                    Rpc::Choose => {
+                        let t0 = Instant::now();
+                        call(&client, addr, "/banditd.v1.Bandit/Choose", choose.clone()).await?;
+                        timed(t0, &mut hist);
+                    }
+                    Rpc::Reward => {
+                        n += 1;
+                        let id = match mine.next() {
+                            Some(id) => id,
+                            None if ids_needed() => {
+                                return Err::<_, BoxError>("ran out of decisions to reward".into())
+                            }
+                            None => format!("1-1-{n:012x}"),
+                        };
+                        let t0 = Instant::now();
+                        call(&client, addr, "/banditd.v1.Bandit/Reward", reward_body(&id)).await?;
+                        timed(t0, &mut hist);
+                    }
+                    Rpc::Mix => {
+                        let t0 = Instant::now();
+                        let resp = call(&client, addr, "/banditd.v1.Bandit/Choose", choose.clone())
+                            .await?;
+                        timed(t0, &mut hist);
+                        let id = pb::ChooseResponse::decode(resp)?.decision_id;
+                        let t0 = Instant::now();
+                        call(&client, addr, "/banditd.v1.Bandit/Reward", reward_body(&id)).await?;
+                        timed(t0, &mut hist);
+                    }
+                }
+            }
+            Ok((hist, calls))
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut calls = 0;
+    for t in tasks {
+        let (h, c) = t.await??;
+        hist.add(h)?;
+        calls += c;
+    }
+    Ok(Figures {
+        rps: calls as f64 / seconds.as_secs_f64(),
+        p50_us: hist.value_at_quantile(0.5),
+        p99_us: hist.value_at_quantile(0.99),
+    })
+}
+
+/// Only banditd's Reward scenario must have real decisions to reward.
+fn ids_needed() -> bool {
+    IDS_NEEDED.with(|c| c.get())
+}
+
+thread_local! {
+    static IDS_NEEDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn pin_to_core(core: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; we set one bit and
+    // pass its size, as sched_setaffinity(2) requires.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            eprintln!("warning: cannot pin the load generator to core {core}");
+        }
+    }
+}
+
+struct Args {
+    seconds: u64,
+    rounds: usize,
+    only: Vec<String>,
+    /// Load an already running banditd instead (for profiling it).
+    against: Option<SocketAddr>,
+    /// Extra flags for every banditd started (after `--`).
+    server_flags: Vec<String>,
+}
+
+fn args() -> Result<Args, BoxError> {
+    let mut a = Args {
+        seconds: 5,
+        rounds: 3,
+        only: vec![
+            "choose".into(),
+            "reward".into(),
+            "mix".into(),
+            "strict".into(),
+        ],
+        against: None,
+        server_flags: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--rounds" => a.rounds = it.next().ok_or("--rounds needs a value")?.parse()?,
+            "--seconds" => a.seconds = it.next().ok_or("--seconds needs a value")?.parse()?,
+            "--against" => {
+                a.against = Some(it.next().ok_or("--against needs an address")?.parse()?)
+            }
+            "--only" => {
+                a.only = it
+                    .next()
+                    .ok_or("--only needs a value")?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect()
+            }
+            "--" => {
+                a.server_flags = it.by_ref().collect();
+            }
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    if !(1..=60).contains(&a.seconds) {
+        return Err("--seconds must be in 1..=60".into());
+    }
+    if !(1..=21).contains(&a.rounds) {
+        return Err("--rounds must be in 1..=21".into());
+    }
+    Ok(a)
+}
+
+fn bins() -> Result<(PathBuf, PathBuf), BoxError> {
+    let exe = std::env::current_exe()?;
+    let examples = exe.parent().ok_or("no parent")?;
+    let echo = examples.join("echo");
+    let banditd = examples.parent().ok_or("no parent")?.join("banditd");
+    for b in [&echo, &banditd] {
+        if !b.is_file() {
+            return Err(format!(
+                "{} is missing: run `cargo build --release --bins --examples` first",
+                b.display()
+            )
+            .into());
+        }
+    }
+    Ok((echo, banditd))
+}
+
+/// One round: the echo, then banditd, each freshly started.
+async fn round(
+    echo_bin: &Path,
+    banditd_bin: &Path,
+    rpc: Rpc,
+    workers: usize,
+    extra: &[&str],
+    secs: Duration,
+) -> Result<(Figures, Figures), BoxError> {
+    let warmup = Duration::from_secs(1);
+    let e = {
+        let s = spawn_echo(echo_bin)?;
+        load(s.addr, rpc, workers, None, warmup, secs).await?
+    };
+    let b = {
+        let s = spawn_banditd(banditd_bin, extra)?;
+        create_campaign(s.addr).await?;
+        let ids = if rpc == Rpc::Reward {
+            // Enough decisions for the whole run (at up to 150,000 Rewards
+            // per second with 100 in flight, 20,000 with one), made by 100
+            // callers and dealt out to the measured ones.
+            let rate = if workers == 1 { 20_000 } else { 150_000 };
+            let total = rate * (secs.as_secs() as usize + 1);
+            let made = prefill(s.addr, 100, total.div_ceil(100)).await?;
+            let mut dealt = vec![Vec::new(); workers];
+            for (i, id) in made.into_iter().flatten().enumerate() {
+                dealt[i % workers].push(id);
+            }
+            Some(dealt)
+        } else {
+            None
+        };
+        IDS_NEEDED.with(|c| c.set(rpc == Rpc::Reward));
+        let f = load(s.addr, rpc, workers, ids, warmup, secs).await;
+        IDS_NEEDED.with(|c| c.set(false));
+        f?
+    };
+    Ok((e, b))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), BoxError> {
+    let a = args()?;
+    pin_to_core(1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let secs = Duration::from_secs(a.seconds);
+    if let Some(addr) = a.against {
+        if !addr.ip().is_loopback() {
+            return Err("--against must be a loopback address".into());
+        }
+        let rpc = match a.only.first().map(String::as_str) {
+            Some("reward") => Rpc::Reward,
+            Some("mix") => Rpc::Mix,
+            _ => Rpc::Choose,
+        };
+        let f = rt.block_on(async {
+            let _ = create_campaign(addr).await;
+            load(addr, rpc, 100, None, Duration::from_secs(1), secs).await
+        })?;
+        println!(
+            "{rpc:?} with 100 in flight against {addr}: {:.0}/s, p50 {} µs, p99 {} µs",
+            f.rps, f.p50_us, f.p99_us
+        );
+        return Ok(());
+    }
+    let (echo_bin, banditd_bin) = bins()?;
+    let mut rows = Vec::new();
+    let mut plan: Vec<(String, Rpc, usize, Vec<&str>)> = Vec::new();
+    for (name, rpc) in [
+        ("choose", Rpc::Choose),
+        ("reward", Rpc::Reward),
+        ("mix", Rpc::Mix),
+    ] {
+        if a.only.iter().any(|o| o == name) {
+            for workers in [100, 1] {
+                plan.push((
+                    format!("{name} ({workers} in flight)"),
+                    rpc,
+                    workers,
+                    vec![],
+                ));
+            }
+        }
+    }
+    if a.only.iter().any(|o| o == "strict") {
+        plan.push((
+            "choose, --durability strict (100 in flight)".into(),
+            Rpc::Choose,
+            100,
+            vec!["--durability", "strict"],
+        ));
+    }
+    for (name, rpc, workers, mut extra) in plan {
+        extra.extend(a.server_flags.iter().map(String::as_str));
+        eprintln!("measuring {name} ({} rounds) ...", a.rounds);
+        let mut rounds = Vec::new();
+        for _ in 0..a.rounds {
+            rounds.push(rt.block_on(round(&echo_bin, &banditd_bin, rpc, workers, &extra, secs))?);
+        }
+        rows.push((name, rounds));
+    }
+    println!("Each round starts the echo, then banditd, on core 0 and loads each for {} s after a 1 s warm-up; ratios are per round, median [min–max] of {} rounds.", a.seconds, a.rounds);
+    println!();
+    println!("| scenario | echo req/s | echo p50 / p99 µs | banditd req/s | banditd p50 / p99 µs | throughput ratio | p99 ratio | p50 − echo p50 |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, rounds) in rows {
+        let med = |f: &dyn Fn(&(Figures, Figures)) -> f64| median(rounds.iter().map(f).collect());
+        let span = |f: &dyn Fn(&(Figures, Figures)) -> f64| {
+            let v: Vec<f64> = rounds.iter().map(f).collect();
+            (
+                v.iter().copied().fold(f64::INFINITY, f64::min),
+                v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            )
+        };
+        let ratio = |(e, b): &(Figures, Figures)| b.rps / e.rps;
+        let p99 = |(e, b): &(Figures, Figures)| b.p99_us as f64 / e.p99_us.max(1) as f64;
+        let p50 = |(e, b): &(Figures, Figures)| b.p50_us as f64 - e.p50_us as f64;
+        let (r_lo, r_hi) = span(&ratio);
+        let (q_lo, q_hi) = span(&p99);
+        let (d_lo, d_hi) = span(&p50);
+        println!(
+            "| {name} | {:.0} | {:.0} / {:.0} | {:.0} | {:.0} / {:.0} | {:.2}× [{r_lo:.2}–{r_hi:.2}] | {:.2}× [{q_lo:.2}–{q_hi:.2}] | {:+.0} µs [{d_lo:+.0} – {d_hi:+.0}] |",
+            med(&|(e, _)| e.rps),
+            med(&|(e, _)| e.p50_us as f64),
+            med(&|(e, _)| e.p99_us as f64),
+            med(&|(_, b)| b.rps),
+            med(&|(_, b)| b.p50_us as f64),
+            med(&|(_, b)| b.p99_us as f64),
+            med(&ratio),
+            med(&p99),
+            med(&p50),
+        );
+    }
+    Ok(())
+}
