@@ -27,6 +27,11 @@ pub mod limits {
     pub const MAX_REWARD_TIMEOUT_SECONDS: u32 = 30 * 24 * 3600;
     /// Context features of a contextual campaign (the intercept makes the dimension one more).
     pub const MAX_FEATURES: usize = 63;
+    /// Largest magnitude of a contextual campaign's reward (and default
+    /// reward): its statistics are sums, which must stay finite.
+    pub const MAX_LINEAR_REWARD: f64 = 1e9;
+    /// Largest magnitude of a context feature's value (`A` sums x·x).
+    pub const MAX_CONTEXT_VALUE: f64 = 1e6;
     /// Largest gRPC message the server decodes.
     pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 }
@@ -92,7 +97,7 @@ impl PolicySpec {
             PolicySpec::Thompson { .. }
             | PolicySpec::Uniform
             | PolicySpec::EpsilonGreedy { .. } => (0.0, 1.0),
-            PolicySpec::LinUcb { .. } => (f64::MIN, f64::MAX),
+            PolicySpec::LinUcb { .. } => (-limits::MAX_LINEAR_REWARD, limits::MAX_LINEAR_REWARD),
         }
     }
 

@@ -84,15 +84,15 @@ impl Engine {
         let mut st = cell.state.lock();
         st.dead = true;
         self.append(|| Change::Deleted { uid: cell.uid });
-        let caller_ids: Vec<Arc<str>> = st
+        let caller_ids: Vec<(Arc<str>, crate::journal::Position)> = st
             .log
             .iter()
-            .filter_map(|(_, d)| d.caller_id().cloned())
+            .filter_map(|(at, d)| d.caller_id().map(|id| (id.clone(), at)))
             .collect();
         let decisions = st.log.len();
         drop(st);
-        for d in &caller_ids {
-            self.foreign.remove(d);
+        for (id, at) in &caller_ids {
+            self.foreign.remove_if_at(id, cell.uid, *at);
         }
         tracing::info!(campaign = %id, uid = cell.uid, decisions, "campaign deleted");
         Ok(())

@@ -201,6 +201,12 @@ fn context_vector(
                 "context feature {name:?} is not finite: {v}"
             )));
         }
+        if v.abs() > limits::MAX_CONTEXT_VALUE {
+            return Err(invalid(format!(
+                "context feature {name:?} is {v}, outside [-{m}, {m}] (scale features before sending them)",
+                m = limits::MAX_CONTEXT_VALUE
+            )));
+        }
         let i = features.iter().position(|f| f == name).ok_or_else(|| {
             invalid(format!(
                 "context feature {name:?} is unknown to campaign {campaign:?}"

@@ -59,19 +59,18 @@ impl Engine {
             st.log.mark_swept(at);
         }
         let mut forgot = false;
+        let mut freed = Vec::new();
         let before = now.saturating_sub(retention_ms);
         while budget > 0 {
-            if st.log.forgettable(before, timeout_ms).is_none() {
+            let Some(at) = st.log.forgettable(before, timeout_ms) else {
                 break;
-            }
+            };
             if !forgot {
                 self.admit(1)?;
             }
             budget -= 1;
-            if let Some(d) = st.log.pop_front() {
-                if let Some(id) = d.caller_id() {
-                    self.foreign.remove(id);
-                }
+            if let Some(id) = st.log.pop_front().and_then(|d| d.caller_id().cloned()) {
+                freed.push((id, at));
             }
             forgot = true;
         }
@@ -81,6 +80,11 @@ impl Engine {
                 uid: cell.uid,
                 below,
             });
+        }
+        // Only now may a caller reuse the ids: a decision made with one is
+        // appended after the record that retires its previous owner.
+        for (id, at) in freed {
+            self.foreign.remove_if_at(&id, cell.uid, at);
         }
         Ok((expired, budget == 0))
     }

@@ -59,8 +59,16 @@ impl ForeignIndex {
         self.shard(id).lock().get(id).cloned()
     }
 
-    pub fn remove(&self, id: &str) {
-        self.shard(id).lock().remove(id);
+    /// Removes `id` if it still names the decision at `at` of `campaign`
+    /// (a caller may already have reused a freed id for another decision).
+    pub fn remove_if_at(&self, id: &str, campaign: u64, at: Position) {
+        let mut shard = self.shard(id).lock();
+        if shard
+            .get(id)
+            .is_some_and(|l| l.campaign.uid == campaign && l.at == at)
+        {
+            shard.remove(id);
+        }
     }
 
     pub fn insert(&self, id: Arc<str>, at: Locator) {

@@ -161,7 +161,7 @@ struct Campaigns {
 
 impl Campaigns {
     fn insert(&mut self, cell: Arc<CampaignCell>) {
-        self.next_uid = self.next_uid.max(cell.uid + 1);
+        self.next_uid = self.next_uid.max(cell.uid.saturating_add(1));
         self.by_uid.insert(cell.uid, cell.clone());
         self.by_id.insert(cell.id.clone(), cell);
     }

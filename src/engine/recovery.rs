@@ -60,7 +60,23 @@ impl Engine {
                             uid,
                             run = d.at.0,
                             slot = d.at.1,
-                            "a decision names an unknown segment or arm; skipped"
+                            "a decision names an unknown segment or arm; kept as resolved, so its id answers nothing"
+                        );
+                        // A placeholder keeps the positions after it in place.
+                        let hole = st
+                            .intern_segment("\u{1}damaged", usize::MAX)
+                            .map_or(0, |(n, _)| n);
+                        let created_ms = d.entry.created_ms.max(st.log.last_created());
+                        st.log.push_at(
+                            d.at,
+                            Decision {
+                                created_ms,
+                                propensity: 1.0,
+                                segment: hole,
+                                arm: 0,
+                                status: DecisionStatus::Expired,
+                                extra: None,
+                            },
                         );
                         continue;
                     }

@@ -534,3 +534,75 @@ async fn crashes_keep_every_strict_acknowledgement_and_the_invariants() {
         clean(&store);
     }
 }
+
+// A contextual campaign refuses rewards and feature values whose squares
+// or sums could overflow its statistics (they would make the data directory
+// unreadable), and changes nothing.
+#[test]
+fn contextual_inputs_that_could_overflow_are_refused() {
+    let clock = Arc::new(AtomicU64::new(0));
+    let e = engine(Arc::new(MemoryStore::new()), &clock, 11);
+    let mut s = spec("ctx", 2, 10, 0.0);
+    s.policy = PolicySpec::LinUcb {
+        alpha: 1.0,
+        lambda: 1.0,
+        epsilon: 0.1,
+        features: vec!["spend".into()],
+        missing_zero: false,
+    };
+    e.create_campaign(s.clone()).expect("create");
+    let mut r = req("ctx", "");
+    r.context = vec![("spend".into(), 1e200)];
+    assert!(matches!(e.choose(&r), Err(Error::InvalidArgument(_))));
+    assert_eq!(e.decision_count(), 0);
+    r.context = vec![("spend".into(), 1e6)];
+    let d = e.choose(&r).expect("largest value accepted");
+    assert!(matches!(
+        e.reward(&d.decision_id, 1e308),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(
+        e.reward(&d.decision_id, -1e9).expect("largest reward"),
+        RewardOutcome::Learned
+    );
+    s.id = "ctx2".into();
+    s.default_reward = 1e300;
+    assert!(matches!(
+        e.create_campaign(s),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+// A caller-chosen id freed by forgetting may be reused by another
+// campaign, and deleting the first campaign afterwards does not take the
+// id from its new owner, before or after a restart.
+#[test]
+fn a_reused_caller_id_stays_with_its_new_owner() {
+    let clock = Arc::new(AtomicU64::new(1_000));
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), &clock, 12);
+    e.create_campaign(spec("a", 2, 1, 0.0)).expect("create");
+    e.create_campaign(spec("b", 2, 60, 0.0)).expect("create");
+    let mut r = req("a", "");
+    r.decision_id = Some("order-9".into());
+    e.choose(&r).expect("choose");
+    clock.store(10_000, Ordering::Relaxed);
+    e.expire_due().expect("sweep: expired, then forgotten");
+    e.expire_due().expect("sweep");
+    assert!(matches!(e.reward("order-9", 1.0), Err(Error::NotFound(_))));
+    r.campaign_id = "b".into();
+    e.choose(&r).expect("the id is free again");
+    e.delete_campaign("a").expect("delete");
+    assert_eq!(
+        e.reward("order-9", 1.0).expect("b's"),
+        RewardOutcome::Learned
+    );
+    e.sync().expect("sync");
+    clean(&store);
+    drop(e);
+    let e = engine(Arc::new(store.crashed()), &clock, 12);
+    assert_eq!(
+        e.reward("order-9", 1.0).expect("b's"),
+        RewardOutcome::Duplicate
+    );
+}

@@ -379,6 +379,10 @@ pub fn encode_linear(s: &LinearStats) -> Vec<u8> {
 pub fn decode_linear(key: &[u8], v: &[u8]) -> Result<LinearStats, StoreError> {
     let mut r = Reader::new(key, v);
     let d = r.u16()? as usize;
+    // Check the length before allocating d² entries from a number read off disk.
+    if v.len() != 18 + 8 * (d * (d + 1) / 2 + d) {
+        return Err(corrupt(key, "ridge statistics of the wrong length"));
+    }
     let pulls = r.u64()?;
     let reward_sum = r.f64()?;
     let mut a = vec![0.0; d * d];
@@ -729,6 +733,11 @@ mod tests {
             reward_sum: 4.5,
         };
         assert_eq!(decode_linear(b"k", &encode_linear(&s)).expect("decode"), s);
+        // A dimension that does not match the value's length is refused
+        // before anything is allocated from it.
+        let mut bogus = encode_linear(&s);
+        bogus[..2].copy_from_slice(&u16::MAX.to_be_bytes());
+        assert!(decode_linear(b"k", &bogus).is_err());
         let long = vec![7u8; 2 * MAX_VALUE_BYTES + 1];
         let parts: Vec<&[u8]> = chunks(&long).collect();
         assert_eq!(parts.len(), 3);

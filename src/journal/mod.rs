@@ -156,6 +156,8 @@ struct Shared {
     options: JournalOptions,
     failed: AtomicBool,
     stopping: AtomicBool,
+    /// Set by the writer thread as it ends, however it ends.
+    stopped: AtomicBool,
     /// Someone waits in [`Journal::sync`]: flush now.
     sync_requested: AtomicBool,
     /// Guarded with `changed` for blocking waiters; `notify` wakes async ones.
@@ -233,6 +235,7 @@ impl Journal {
             options: options.clone(),
             failed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             sync_requested: AtomicBool::new(false),
             state: Mutex::new(DurableState::default()),
             changed: Condvar::new(),
@@ -348,7 +351,7 @@ impl Journal {
             if let Some(f) = &s.failure {
                 return Err(JournalError::NotDurable(f.clone()));
             }
-            if self.thread.lock().as_ref().is_none_or(|h| h.is_finished()) && s.failure.is_none() {
+            if self.shared.stopped.load(Ordering::Acquire) {
                 return Err(JournalError::NotDurable("the writer has stopped".into()));
             }
             self.shared
@@ -362,7 +365,8 @@ impl Journal {
         let synced = self.sync();
         self.shared.stopping.store(true, Ordering::Release);
         self.shared.wake_writer();
-        if let Some(h) = self.thread.lock().take() {
+        let handle = self.thread.lock().take();
+        if let Some(h) = handle {
             let _ = h.join();
         }
         synced?;
@@ -379,7 +383,8 @@ impl Drop for Journal {
         // after it has written what it has.
         self.shared.stopping.store(true, Ordering::Release);
         self.shared.wake_writer();
-        if let Some(h) = self.thread.lock().take() {
+        let handle = self.thread.lock().take();
+        if let Some(h) = handle {
             let _ = h.join();
         }
     }

@@ -61,7 +61,7 @@ impl RecoveredCampaign {
                 entries
                     .into_iter()
                     .enumerate()
-                    .map(move |(i, entry)| ((first.0, first.1 + i as u64), entry))
+                    .map(move |(i, entry)| ((first.0, first.1.saturating_add(i as u64)), entry))
             })
             .filter(move |(at, _)| *at >= watermark)
             .map(move |(at, entry)| RecoveredDecision {
@@ -200,7 +200,16 @@ pub(super) fn assemble(uid: u64, raw: RawCampaign) -> Result<Option<Assembled>, 
                 .map(|((_, n), b)| (*n, b)),
         )?;
         let stats = format::decode_linear(label.as_bytes(), &bytes)?;
-        if let Some(slot) = layout.linear.get_mut(arm as usize) {
+        // Statistics the engine cannot use (A not invertible) start afresh
+        // on both sides, so the engine and the writer never disagree.
+        let usable = crate::policy::linucb::LinearArm::from_parts(
+            stats.a.clone(),
+            stats.b.clone(),
+            stats.pulls,
+            stats.reward_sum,
+        )
+        .is_ok();
+        if let Some(slot) = layout.linear.get_mut(arm as usize).filter(|_| usable) {
             if slot.b.len() == stats.b.len() {
                 *slot = stats.clone();
                 linear.push((arm, stats));
@@ -214,10 +223,11 @@ pub(super) fn assemble(uid: u64, raw: RawCampaign) -> Result<Option<Assembled>, 
         if n == 0 {
             continue;
         }
-        layout.blocks.push_back(Block {
-            first,
-            last: first.1 + n - 1,
-        });
+        let last = first
+            .1
+            .checked_add(n - 1)
+            .ok_or_else(|| format::corrupt(&key, "slots overflow"))?;
+        layout.blocks.push_back(Block { first, last });
         blocks.push((first, bytes));
     }
     let mut outcomes: FastMap<Position, OutcomeEntry> = FastMap::default();
@@ -305,7 +315,7 @@ pub(super) fn recover(store: &dyn Store) -> Result<Opened, StoreError> {
                         "a decision has two outcomes; the first is kept"
                     );
                 }
-                recovered.next_uid = recovered.next_uid.max(uid + 1);
+                recovered.next_uid = recovered.next_uid.max(uid.saturating_add(1));
                 layouts.insert(uid, a.layout);
                 recovered.campaigns.push(a.campaign);
             }

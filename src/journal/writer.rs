@@ -17,7 +17,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Changes taken off the queue for one batch at most.
+/// Changes taken off the queue for one batch at least may be (the cap is
+/// twice the queue's capacity, so a drain always catches up with a queue
+/// that admission keeps below its capacity, and durability is published).
 const MAX_BATCH: usize = 1 << 16;
 /// Strict mode: how long an idle writer sleeps before looking again.
 const IDLE: Duration = Duration::from_millis(20);
@@ -159,7 +161,7 @@ impl Writer {
                     self.delete(format::spec_key(uid, stale));
                 }
                 if uid >= self.next_uid {
-                    self.next_uid = uid + 1;
+                    self.next_uid = uid.saturating_add(1);
                     self.meta_dirty = true;
                 }
             }
@@ -190,10 +192,12 @@ impl Writer {
                 counts,
                 context,
             } => {
-                self.put(
-                    format::row_key(uid, segment, u32::from(arm)),
-                    format::encode_row(&counts),
-                );
+                if self.layouts.contains_key(&uid) {
+                    self.put(
+                        format::row_key(uid, segment, u32::from(arm)),
+                        format::encode_row(&counts),
+                    );
+                }
                 self.outcome(uid, &outcome, arm, context.as_deref());
             }
             Change::Forgotten { uid, below } => self.forget(uid, below),
@@ -415,6 +419,8 @@ struct PanicGuard<'a>(&'a Shared);
 
 impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::Release);
+        self.0.changed.notify_all();
         if std::thread::panicking() {
             tracing::error!("the journal writer panicked; the store is now read-only");
             self.0
@@ -460,13 +466,14 @@ pub(super) fn run(shared: Arc<Shared>, store: Arc<dyn Store>, mut w: Writer) {
         }
         let ticket = shared.enqueued.load(Ordering::Acquire);
         changes.clear();
-        while changes.len() < MAX_BATCH {
+        let max_batch = opts.capacity.saturating_mul(2).max(MAX_BATCH);
+        while changes.len() < max_batch {
             match shared.queue.pop() {
                 Some(c) => changes.push(c),
                 None => break,
             }
         }
-        let complete = shared.queue.is_empty() || changes.len() < MAX_BATCH;
+        let complete = shared.queue.is_empty() || changes.len() < max_batch;
         if !changes.is_empty() {
             for c in changes.drain(..) {
                 w.add(c);
