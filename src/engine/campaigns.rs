@@ -113,6 +113,18 @@ impl Engine {
         Ok(st)
     }
 
+    /// After the arms of `st.spec` changed: widens the statistics and
+    /// appends the new definition.
+    fn arms_changed(&self, cell: &CampaignCell, st: &mut CampaignState) -> CampaignSpec {
+        st.arms_changed();
+        let spec = st.spec.clone();
+        self.append(|| Change::Campaign {
+            uid: cell.uid,
+            spec: Arc::new(spec.clone()),
+        });
+        spec
+    }
+
     /// Adds arms that start exploring at once.
     pub fn add_arms(&self, id: &str, arms: Vec<ArmSpec>) -> Result<CampaignSpec> {
         let cell = self.campaign(id)?;
@@ -122,13 +134,7 @@ impl Engine {
             id: a.id,
             retired: false,
         }));
-        st.arms_changed();
-        let spec = st.spec.clone();
-        self.append(|| Change::Campaign {
-            uid: cell.uid,
-            spec: Arc::new(spec.clone()),
-        });
-        Ok(spec)
+        Ok(self.arms_changed(&cell, &mut st))
     }
 
     /// Stops choosing an arm; its history stays readable.
@@ -149,12 +155,6 @@ impl Engine {
             )));
         }
         st.spec.arms[arm].retired = true;
-        st.arms_changed();
-        let spec = st.spec.clone();
-        self.append(|| Change::Campaign {
-            uid: cell.uid,
-            spec: Arc::new(spec.clone()),
-        });
-        Ok(spec)
+        Ok(self.arms_changed(&cell, &mut st))
     }
 }

@@ -72,6 +72,19 @@ fn values(store: &MemoryStore) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// Campaign uid 1 and its segment 0 ("").
+fn campaign_with_segment(j: &Journal) {
+    j.append(Change::Campaign {
+        uid: 1,
+        spec: spec("c"),
+    });
+    j.append(Change::Segment {
+        uid: 1,
+        segment: 0,
+        name: "".into(),
+    });
+}
+
 fn open(store: &Arc<MemoryStore>, mode: Mode) -> (Journal, Recovered) {
     Journal::open(store.clone(), options(mode)).expect("open")
 }
@@ -83,15 +96,7 @@ fn decisions_gather_in_bounded_blocks_and_survive_a_crash() {
     let store = Arc::new(MemoryStore::new());
     let (j, rec) = open(&store, Mode::Default);
     assert_eq!(rec.run, 1);
-    j.append(Change::Campaign {
-        uid: 1,
-        spec: spec("c"),
-    });
-    j.append(Change::Segment {
-        uid: 1,
-        segment: 0,
-        name: "".into(),
-    });
+    campaign_with_segment(&j);
     for slot in 0..1000 {
         j.append(decision((1, slot)));
         if slot % 37 == 0 {
@@ -129,15 +134,7 @@ fn decisions_gather_in_bounded_blocks_and_survive_a_crash() {
 fn a_batch_keeps_the_last_version_of_each_row() {
     let store = Arc::new(MemoryStore::new());
     let (j, _) = open(&store, Mode::Default);
-    j.append(Change::Campaign {
-        uid: 1,
-        spec: spec("c"),
-    });
-    j.append(Change::Segment {
-        uid: 1,
-        segment: 0,
-        name: "".into(),
-    });
+    campaign_with_segment(&j);
     for slot in 0..30 {
         j.append(decision((1, slot * 3)));
     }
@@ -237,15 +234,7 @@ impl Store for PanickingStore {
 async fn a_writer_panic_fails_waiters_instead_of_hanging() {
     let (j, _) =
         Journal::open(Arc::new(PanickingStore::default()), options(Mode::Strict)).expect("open");
-    j.append(Change::Campaign {
-        uid: 1,
-        spec: spec("c"),
-    });
-    j.append(Change::Segment {
-        uid: 1,
-        segment: 0,
-        name: "".into(),
-    });
+    campaign_with_segment(&j);
     let t = j.append(decision((1, 0)));
     let r = tokio::time::timeout(Duration::from_secs(5), j.wait(t))
         .await
@@ -281,15 +270,7 @@ fn admission_bounds_the_queue() {
 fn forgetting_deletes_blocks_and_recovery_skips_forgotten_decisions() {
     let store = Arc::new(MemoryStore::new());
     let (j, _) = open(&store, Mode::Default);
-    j.append(Change::Campaign {
-        uid: 1,
-        spec: spec("c"),
-    });
-    j.append(Change::Segment {
-        uid: 1,
-        segment: 0,
-        name: "".into(),
-    });
+    campaign_with_segment(&j);
     for slot in 0..400 {
         j.append(decision((1, slot)));
         j.append(outcome((1, slot), slot + 1));
