@@ -30,6 +30,7 @@ fn campaign() -> CampaignSpec {
         policy: PolicySpec::thompson_default(),
         reward_timeout_seconds: 1,
         default_reward: 0.0,
+        decay_half_life_seconds: None,
     }
 }
 

@@ -95,6 +95,7 @@ fn main() -> Result<(), BoxError> {
         policy: PolicySpec::thompson_default(),
         reward_timeout_seconds: 86_400,
         default_reward: 0.0,
+        decay_half_life_seconds: None,
     })?;
     let req = ChooseRequest {
         campaign_id: "footprint".into(),

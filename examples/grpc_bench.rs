@@ -220,6 +220,7 @@ async fn create_campaign(addr: SocketAddr) -> Result<(), BoxError> {
             )),
             reward_timeout_seconds: 3600,
             default_reward: 0.0,
+            decay_half_life_seconds: None,
         }),
     };
     call(

@@ -32,14 +32,19 @@ pub mod limits {
     pub const MAX_LINEAR_REWARD: f64 = 1e9;
     /// Largest magnitude of a context feature's value (`A` sums x·x).
     pub const MAX_CONTEXT_VALUE: f64 = 1e6;
+    /// Longest decay half-life: ten years.
+    pub const MAX_HALF_LIFE_SECONDS: u32 = 10 * 365 * 24 * 3600;
     /// Largest gRPC message the server decodes.
     pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 }
 
 /// Reward timeout used when a campaign says 0.
 pub const DEFAULT_REWARD_TIMEOUT_SECONDS: u32 = 3600;
-/// Pseudo-observations a segment borrows from the others by default.
-pub const DEFAULT_SEGMENT_PRIOR_STRENGTH: f64 = 10.0;
+/// Smallest probability of any active arm of a Thompson campaign unless it
+/// says otherwise (off-policy evaluation divides by propensities).
+pub const DEFAULT_EXPLORATION_FLOOR: f64 = 0.001;
+/// Exploration scale v of linear Thompson sampling unless set.
+pub const DEFAULT_LINTS_SCALE: f64 = 1.0;
 
 /// Exploration rate of an ε-greedy campaign that does not say.
 pub const DEFAULT_EPSILON: f64 = 0.1;
@@ -55,6 +60,41 @@ pub struct ArmSpec {
     pub retired: bool,
 }
 
+/// How a segment's prior borrows from the campaign's other segments.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Pooling {
+    /// A hierarchical Beta-Binomial prior per arm, its mean and strength
+    /// estimated across segments (`policy::pooling`). The default.
+    EmpiricalBayes,
+    /// `min(others' outcomes, strength)` pseudo-observations at the other
+    /// segments' mean (banditd before 0.2; kept for campaigns that ask).
+    Fixed { strength: f64 },
+    /// Every segment learns alone.
+    Off,
+}
+
+impl Pooling {
+    /// The wire's `segment_prior_strength`: unset is empirical Bayes, 0 is
+    /// off, a positive value a fixed strength (validated later).
+    pub fn from_strength(strength: Option<f64>) -> Self {
+        match strength {
+            None => Pooling::EmpiricalBayes,
+            Some(s) if s == 0.0 => Pooling::Off,
+            Some(strength) => Pooling::Fixed { strength },
+        }
+    }
+
+    /// The inverse of [`Self::from_strength`].
+    pub fn strength(&self) -> Option<f64> {
+        match *self {
+            Pooling::EmpiricalBayes => None,
+            Pooling::Off => Some(0.0),
+            Pooling::Fixed { strength } => Some(strength),
+        }
+    }
+}
+
 /// How a campaign decides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -63,7 +103,9 @@ pub enum PolicySpec {
     Thompson {
         prior_alpha: f64,
         prior_beta: f64,
-        segment_prior_strength: f64,
+        pooling: Pooling,
+        /// No active arm is chosen with a smaller probability (≤ 1/K).
+        exploration_floor: f64,
     },
     /// A plain A/B/n split.
     Uniform,
@@ -79,6 +121,16 @@ pub enum PolicySpec {
         /// A feature missing from a request counts as 0 (otherwise it is an error).
         missing_zero: bool,
     },
+    /// Linear Thompson sampling over the same ridge statistics as LinUCB:
+    /// each arm's score is drawn from N(θᵀx, scale²·xᵀA⁻¹x).
+    LinTs {
+        scale: f64,
+        lambda: f64,
+        /// Share of decisions made uniformly at random (an exploration floor).
+        epsilon: f64,
+        features: Vec<String>,
+        missing_zero: bool,
+    },
 }
 
 impl PolicySpec {
@@ -87,7 +139,8 @@ impl PolicySpec {
         PolicySpec::Thompson {
             prior_alpha: 1.0,
             prior_beta: 1.0,
-            segment_prior_strength: DEFAULT_SEGMENT_PRIOR_STRENGTH,
+            pooling: Pooling::EmpiricalBayes,
+            exploration_floor: DEFAULT_EXPLORATION_FLOOR,
         }
     }
 
@@ -97,14 +150,16 @@ impl PolicySpec {
             PolicySpec::Thompson { .. }
             | PolicySpec::Uniform
             | PolicySpec::EpsilonGreedy { .. } => (0.0, 1.0),
-            PolicySpec::LinUcb { .. } => (-limits::MAX_LINEAR_REWARD, limits::MAX_LINEAR_REWARD),
+            PolicySpec::LinUcb { .. } | PolicySpec::LinTs { .. } => {
+                (-limits::MAX_LINEAR_REWARD, limits::MAX_LINEAR_REWARD)
+            }
         }
     }
 
     /// Context features of a contextual policy (empty otherwise).
     pub fn features(&self) -> &[String] {
         match self {
-            PolicySpec::LinUcb { features, .. } => features,
+            PolicySpec::LinUcb { features, .. } | PolicySpec::LinTs { features, .. } => features,
             PolicySpec::Thompson { .. }
             | PolicySpec::Uniform
             | PolicySpec::EpsilonGreedy { .. } => &[],
@@ -120,6 +175,10 @@ pub struct CampaignSpec {
     pub policy: PolicySpec,
     pub reward_timeout_seconds: u32,
     pub default_reward: f64,
+    /// Older evidence counts less: an outcome's weight halves every this
+    /// many seconds (Thompson, ε-greedy and uniform campaigns). Off if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay_half_life_seconds: Option<u32>,
 }
 
 impl CampaignSpec {
@@ -134,7 +193,8 @@ impl CampaignSpec {
             PolicySpec::Thompson {
                 prior_alpha,
                 prior_beta,
-                segment_prior_strength,
+                pooling,
+                exploration_floor,
             } => {
                 for (name, v) in [
                     ("thompson.prior_alpha", prior_alpha),
@@ -144,11 +204,16 @@ impl CampaignSpec {
                         return Err(invalid(format!("{name} must be in (0, 1e6], got {v}")));
                     }
                 }
-                if !(segment_prior_strength.is_finite()
-                    && (0.0..=1e6).contains(&segment_prior_strength))
-                {
+                if let Pooling::Fixed { strength } = pooling {
+                    if !(strength.is_finite() && strength > 0.0 && strength <= 1e6) {
+                        return Err(invalid(format!(
+                            "thompson.segment_prior_strength must be in [0, 1e6], got {strength}"
+                        )));
+                    }
+                }
+                if !(exploration_floor.is_finite() && (0.0..=0.5).contains(&exploration_floor)) {
                     return Err(invalid(format!(
-                        "thompson.segment_prior_strength must be in [0, 1e6], got {segment_prior_strength}"
+                        "thompson.exploration_floor must be in [0, 0.5], got {exploration_floor}"
                     )));
                 }
             }
@@ -172,31 +237,34 @@ impl CampaignSpec {
                         "linucb.alpha must be in [0, 100], got {alpha}"
                     )));
                 }
-                if !(lambda.is_finite() && lambda > 0.0 && lambda <= 1e6) {
+                validate_linear("linucb", lambda, epsilon, features)?;
+            }
+            PolicySpec::LinTs {
+                scale,
+                lambda,
+                epsilon,
+                ref features,
+                ..
+            } => {
+                if !(scale.is_finite() && (0.0..=100.0).contains(&scale)) {
                     return Err(invalid(format!(
-                        "linucb.lambda must be in (0, 1e6], got {lambda}"
+                        "lints.exploration must be in [0, 100], got {scale}"
                     )));
                 }
-                if !(epsilon.is_finite() && (0.0..1.0).contains(&epsilon)) {
-                    return Err(invalid(format!(
-                        "linucb.epsilon must be in [0, 1), got {epsilon}"
-                    )));
-                }
-                if features.is_empty() || features.len() > limits::MAX_FEATURES {
-                    return Err(invalid(format!(
-                        "linucb.features must name 1 to {} features",
-                        limits::MAX_FEATURES
-                    )));
-                }
-                let mut seen = HashSet::new();
-                for f in features {
-                    validate_id("linucb.features", f)?;
-                    if f == INTERCEPT || !seen.insert(f.as_str()) {
-                        return Err(invalid(format!(
-                            "linucb.features: {f:?} is duplicated or reserved"
-                        )));
-                    }
-                }
+                validate_linear("lints", lambda, epsilon, features)?;
+            }
+        }
+        if let Some(h) = self.decay_half_life_seconds {
+            if !self.policy.features().is_empty() {
+                return Err(invalid(
+                    "campaign.decay_half_life_seconds: decay is not available for contextual policies",
+                ));
+            }
+            if !(60..=limits::MAX_HALF_LIFE_SECONDS).contains(&h) {
+                return Err(invalid(format!(
+                    "campaign.decay_half_life_seconds must be in [60, {}], got {h}",
+                    limits::MAX_HALF_LIFE_SECONDS
+                )));
             }
         }
         if self.reward_timeout_seconds == 0
@@ -230,6 +298,36 @@ impl CampaignSpec {
     pub fn arm_index(&self, arm_id: &str) -> Option<usize> {
         self.arms.iter().position(|a| a.id == arm_id)
     }
+}
+
+/// The settings LinUCB and linear Thompson sampling share.
+fn validate_linear(name: &str, lambda: f64, epsilon: f64, features: &[String]) -> Result<()> {
+    if !(lambda.is_finite() && lambda > 0.0 && lambda <= 1e6) {
+        return Err(invalid(format!(
+            "{name}.lambda must be in (0, 1e6], got {lambda}"
+        )));
+    }
+    if !(epsilon.is_finite() && (0.0..1.0).contains(&epsilon)) {
+        return Err(invalid(format!(
+            "{name}.epsilon must be in [0, 1), got {epsilon}"
+        )));
+    }
+    if features.is_empty() || features.len() > limits::MAX_FEATURES {
+        return Err(invalid(format!(
+            "{name}.features must name 1 to {} features",
+            limits::MAX_FEATURES
+        )));
+    }
+    let mut seen = HashSet::new();
+    for f in features {
+        validate_id(&format!("{name}.features"), f)?;
+        if f == INTERCEPT || !seen.insert(f.as_str()) {
+            return Err(invalid(format!(
+                "{name}.features: {f:?} is duplicated or reserved"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks arms about to be added to `existing`: valid, unique ids, within limits.
@@ -309,6 +407,7 @@ mod tests {
             policy: PolicySpec::thompson_default(),
             reward_timeout_seconds: 60,
             default_reward: 0.0,
+            decay_half_life_seconds: None,
         }
     }
 
@@ -330,16 +429,35 @@ mod tests {
                 c.policy = PolicySpec::Thompson {
                     prior_alpha: -1.0,
                     prior_beta: 1.0,
-                    segment_prior_strength: 1.0,
+                    pooling: Pooling::EmpiricalBayes,
+                    exploration_floor: 0.0,
                 }
             }),
             Box::new(|c| {
                 c.policy = PolicySpec::Thompson {
                     prior_alpha: 1.0,
                     prior_beta: f64::INFINITY,
-                    segment_prior_strength: 1.0,
+                    pooling: Pooling::Off,
+                    exploration_floor: 0.0,
                 }
             }),
+            Box::new(|c| {
+                c.policy = PolicySpec::Thompson {
+                    prior_alpha: 1.0,
+                    prior_beta: 1.0,
+                    pooling: Pooling::Fixed { strength: f64::NAN },
+                    exploration_floor: 0.0,
+                }
+            }),
+            Box::new(|c| {
+                c.policy = PolicySpec::Thompson {
+                    prior_alpha: 1.0,
+                    prior_beta: 1.0,
+                    pooling: Pooling::Off,
+                    exploration_floor: 0.6,
+                }
+            }),
+            Box::new(|c| c.decay_half_life_seconds = Some(10)),
         ];
         for (i, mutate) in bad.iter().enumerate() {
             let mut c = spec();

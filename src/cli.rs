@@ -48,6 +48,8 @@ pub struct CampaignFile {
     pub reward_timeout_seconds: u32,
     #[serde(default)]
     pub default_reward: f64,
+    /// Older evidence counts less; halves every this many seconds.
+    pub decay_half_life_seconds: Option<u32>,
     pub policy: Option<PolicyFile>,
 }
 
@@ -61,6 +63,7 @@ pub enum PolicyFile {
         #[serde(default)]
         prior_beta: f64,
         segment_prior_strength: Option<f64>,
+        exploration_floor: Option<f64>,
     },
     Uniform {},
     EpsilonGreedy {
@@ -69,6 +72,17 @@ pub enum PolicyFile {
     Linucb {
         #[serde(default)]
         alpha: f64,
+        #[serde(default)]
+        lambda: f64,
+        #[serde(default)]
+        epsilon: f64,
+        features: Vec<String>,
+        #[serde(default)]
+        missing: MissingFile,
+    },
+    Lints {
+        #[serde(default)]
+        exploration: f64,
         #[serde(default)]
         lambda: f64,
         #[serde(default)]
@@ -88,6 +102,15 @@ pub enum MissingFile {
     Zero,
 }
 
+impl MissingFile {
+    fn wire(&self) -> i32 {
+        match self {
+            MissingFile::Reject => pb::MissingFeature::Reject as i32,
+            MissingFile::Zero => pb::MissingFeature::Zero as i32,
+        }
+    }
+}
+
 impl CampaignFile {
     /// Parses a campaign file; errors name the file, line and field.
     pub fn parse(path: &str, text: &str) -> Result<Self, CliError> {
@@ -104,10 +127,12 @@ impl CampaignFile {
                 prior_alpha,
                 prior_beta,
                 segment_prior_strength,
+                exploration_floor,
             }) => Some(pb::campaign::Policy::Thompson(pb::ThompsonSampling {
                 prior_alpha,
                 prior_beta,
                 segment_prior_strength,
+                exploration_floor,
             })),
             Some(PolicyFile::Uniform {}) => {
                 Some(pb::campaign::Policy::Uniform(pb::UniformSplit {}))
@@ -128,10 +153,20 @@ impl CampaignFile {
                 features,
                 lambda,
                 epsilon,
-                missing: match missing {
-                    MissingFile::Reject => pb::MissingFeature::Reject as i32,
-                    MissingFile::Zero => pb::MissingFeature::Zero as i32,
-                },
+                missing: missing.wire(),
+            })),
+            Some(PolicyFile::Lints {
+                exploration,
+                lambda,
+                epsilon,
+                features,
+                missing,
+            }) => Some(pb::campaign::Policy::Lints(pb::LinTs {
+                features,
+                lambda,
+                exploration,
+                epsilon,
+                missing: missing.wire(),
             })),
         };
         pb::Campaign {
@@ -144,6 +179,7 @@ impl CampaignFile {
             policy,
             reward_timeout_seconds: self.reward_timeout_seconds,
             default_reward: self.default_reward,
+            decay_half_life_seconds: self.decay_half_life_seconds,
         }
     }
 }
@@ -306,6 +342,7 @@ fn policy_name(c: &pb::Campaign) -> &'static str {
         Some(pb::campaign::Policy::Linucb(_)) => "linucb",
         Some(pb::campaign::Policy::Uniform(_)) => "uniform",
         Some(pb::campaign::Policy::EpsilonGreedy(_)) => "epsilon_greedy",
+        Some(pb::campaign::Policy::Lints(_)) => "lints",
         None => "-",
     }
 }
@@ -315,12 +352,20 @@ fn describe(c: &pb::Campaign) -> String {
     let _ = writeln!(out, "id              {}", c.id);
     let _ = writeln!(out, "policy          {}", policy_name(c));
     if let Some(pb::campaign::Policy::Thompson(t)) = &c.policy {
+        let pooling = match t.segment_prior_strength {
+            None => "an empirical-Bayes prior from the other segments".to_string(),
+            Some(s) if s == 0.0 => "nothing (no pooling)".to_string(),
+            Some(s) => format!("up to {s} observations"),
+        };
         let _ = writeln!(
             out,
-            "prior           Beta({}, {}), segments borrow {} observations",
-            t.prior_alpha,
-            t.prior_beta,
-            t.segment_prior_strength.unwrap_or_default()
+            "prior           Beta({}, {}); segments borrow {pooling}",
+            t.prior_alpha, t.prior_beta,
+        );
+        let _ = writeln!(
+            out,
+            "floor           every active arm has probability at least {}",
+            t.exploration_floor.unwrap_or_default()
         );
     }
     if let Some(pb::campaign::Policy::EpsilonGreedy(e)) = &c.policy {

@@ -81,6 +81,7 @@ fn lin_campaign() -> pb::Campaign {
         })),
         reward_timeout_seconds: 2,
         default_reward: 0.0,
+        decay_half_life_seconds: None,
     }
 }
 

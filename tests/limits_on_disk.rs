@@ -43,6 +43,7 @@ fn no_value_reaches_the_blob_threshold_at_the_limits() {
             },
             reward_timeout_seconds: 3600,
             default_reward: 0.0,
+            decay_half_life_seconds: None,
         })
         .expect("create");
     for i in 0..400 {

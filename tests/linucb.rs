@@ -29,6 +29,7 @@ fn contextual(id: &str, missing: pb::MissingFeature) -> pb::Campaign {
         })),
         reward_timeout_seconds: 600,
         default_reward: 0.0,
+        decay_half_life_seconds: None,
     }
 }
 

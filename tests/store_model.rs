@@ -34,12 +34,23 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// Opens the store; sled's background threads may hold the directory's
+/// lock for a moment after the previous handle is dropped.
 fn open(dir: &Path) -> SledStore {
-    SledStore::open(&SledOptions {
-        path: dir.to_path_buf(),
-        cache_bytes: 1 << 20,
-    })
-    .expect("open sled")
+    let start = std::time::Instant::now();
+    loop {
+        match SledStore::open(&SledOptions {
+            path: dir.to_path_buf(),
+            cache_bytes: 1 << 20,
+        }) {
+            Ok(s) => return s,
+            Err(e) if start.elapsed() < std::time::Duration::from_secs(5) => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("open sled: {e}"),
+        }
+    }
 }
 
 fn contents(store: &dyn Store) -> BTreeMap<Vec<u8>, Vec<u8>> {

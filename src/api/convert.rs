@@ -3,8 +3,8 @@
 
 use super::pb;
 use crate::campaign::{
-    ArmSpec, CampaignSpec, PolicySpec, DEFAULT_EPSILON, DEFAULT_REWARD_TIMEOUT_SECONDS,
-    DEFAULT_SEGMENT_PRIOR_STRENGTH,
+    ArmSpec, CampaignSpec, PolicySpec, Pooling, DEFAULT_EPSILON, DEFAULT_EXPLORATION_FLOOR,
+    DEFAULT_LINTS_SCALE, DEFAULT_REWARD_TIMEOUT_SECONDS,
 };
 use crate::engine::{ArmReport, ChooseRequest, SegmentReport};
 use tonic::Status;
@@ -31,6 +31,24 @@ impl TryFrom<pb::ChooseRequest> for ChooseRequest {
     }
 }
 
+fn missing_zero(policy: &str, missing: i32) -> Result<bool, Status> {
+    match pb::MissingFeature::try_from(missing) {
+        Ok(pb::MissingFeature::Zero) => Ok(true),
+        Ok(pb::MissingFeature::Reject) => Ok(false),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "{policy}.missing: unknown value {missing}"
+        ))),
+    }
+}
+
+fn missing_wire(zero: bool) -> i32 {
+    if zero {
+        pb::MissingFeature::Zero as i32
+    } else {
+        pb::MissingFeature::Reject as i32
+    }
+}
+
 /// A campaign from the wire, with defaults applied (0 means default). The
 /// engine validates the result.
 impl TryFrom<pb::Campaign> for CampaignSpec {
@@ -49,9 +67,8 @@ impl TryFrom<pb::Campaign> for CampaignSpec {
                 } else {
                     t.prior_beta
                 },
-                segment_prior_strength: t
-                    .segment_prior_strength
-                    .unwrap_or(DEFAULT_SEGMENT_PRIOR_STRENGTH),
+                pooling: Pooling::from_strength(t.segment_prior_strength),
+                exploration_floor: t.exploration_floor.unwrap_or(DEFAULT_EXPLORATION_FLOOR),
             },
             Some(pb::campaign::Policy::Uniform(_)) => PolicySpec::Uniform,
             Some(pb::campaign::Policy::EpsilonGreedy(e)) => PolicySpec::EpsilonGreedy {
@@ -61,16 +78,18 @@ impl TryFrom<pb::Campaign> for CampaignSpec {
                 alpha: if l.alpha == 0.0 { 1.0 } else { l.alpha },
                 lambda: if l.lambda == 0.0 { 1.0 } else { l.lambda },
                 epsilon: l.epsilon,
-                missing_zero: match pb::MissingFeature::try_from(l.missing) {
-                    Ok(pb::MissingFeature::Zero) => true,
-                    Ok(pb::MissingFeature::Reject) => false,
-                    Err(_) => {
-                        return Err(Status::invalid_argument(format!(
-                            "linucb.missing: unknown value {}",
-                            l.missing
-                        )))
-                    }
+                missing_zero: missing_zero("linucb", l.missing)?,
+                features: l.features,
+            },
+            Some(pb::campaign::Policy::Lints(l)) => PolicySpec::LinTs {
+                scale: if l.exploration == 0.0 {
+                    DEFAULT_LINTS_SCALE
+                } else {
+                    l.exploration
                 },
+                lambda: if l.lambda == 0.0 { 1.0 } else { l.lambda },
+                epsilon: l.epsilon,
+                missing_zero: missing_zero("lints", l.missing)?,
                 features: l.features,
             },
         };
@@ -91,6 +110,7 @@ impl TryFrom<pb::Campaign> for CampaignSpec {
                 c.reward_timeout_seconds
             },
             default_reward: c.default_reward,
+            decay_half_life_seconds: c.decay_half_life_seconds,
         })
     }
 }
@@ -101,11 +121,13 @@ impl From<CampaignSpec> for pb::Campaign {
             PolicySpec::Thompson {
                 prior_alpha,
                 prior_beta,
-                segment_prior_strength,
+                pooling,
+                exploration_floor,
             } => pb::campaign::Policy::Thompson(pb::ThompsonSampling {
                 prior_alpha,
                 prior_beta,
-                segment_prior_strength: Some(segment_prior_strength),
+                segment_prior_strength: pooling.strength(),
+                exploration_floor: Some(exploration_floor),
             }),
             PolicySpec::Uniform => pb::campaign::Policy::Uniform(pb::UniformSplit {}),
             PolicySpec::EpsilonGreedy { epsilon } => {
@@ -124,11 +146,20 @@ impl From<CampaignSpec> for pb::Campaign {
                 features,
                 lambda,
                 epsilon,
-                missing: if missing_zero {
-                    pb::MissingFeature::Zero as i32
-                } else {
-                    pb::MissingFeature::Reject as i32
-                },
+                missing: missing_wire(missing_zero),
+            }),
+            PolicySpec::LinTs {
+                scale,
+                lambda,
+                epsilon,
+                features,
+                missing_zero,
+            } => pb::campaign::Policy::Lints(pb::LinTs {
+                features,
+                lambda,
+                exploration: scale,
+                epsilon,
+                missing: missing_wire(missing_zero),
             }),
         };
         pb::Campaign {
@@ -144,6 +175,7 @@ impl From<CampaignSpec> for pb::Campaign {
             policy: Some(policy),
             reward_timeout_seconds: c.reward_timeout_seconds,
             default_reward: c.default_reward,
+            decay_half_life_seconds: c.decay_half_life_seconds,
         }
     }
 }
@@ -166,6 +198,8 @@ impl From<ArmReport> for pb::ArmStats {
                 .map(|(feature, weight)| pb::FeatureWeight { feature, weight })
                 .collect(),
             exploration_bonus: a.exploration_bonus,
+            residual_sd: a.residual_sd,
+            effective_trials: a.effective_trials,
         }
     }
 }

@@ -23,7 +23,7 @@ impl Engine {
         Arc::new(CampaignCell {
             id: spec.id.as_str().into(),
             uid,
-            state: parking_lot::Mutex::new(CampaignState::new(spec, rng)),
+            state: parking_lot::Mutex::new(CampaignState::new(spec, rng, self.clock.now_ms())),
         })
     }
 

@@ -61,7 +61,7 @@ impl Engine {
                 name,
             });
         }
-        let pick = st.choose(segment, x.as_deref());
+        let pick = st.choose(segment, x.as_deref(), now);
         let created_ms = now.max(st.log.last_created());
         let at = (self.run, st.log.next_slot(self.run));
         let caller_id: Option<Arc<str>> = req.decision_id.as_deref().map(Arc::from);
@@ -113,7 +113,7 @@ impl Engine {
                 extra,
             },
         );
-        st.add_pending(segment, pick.arm);
+        st.add_pending(segment, pick.arm, created_ms);
         Ok(Choice {
             decision_id: caller_id.unwrap_or_else(|| own_id(cell.uid, at)),
             arm: pick.arm,

@@ -33,6 +33,7 @@ mod choose;
 mod decisions;
 mod expiry;
 mod ids;
+mod learning;
 mod recovery;
 mod reward;
 mod state;

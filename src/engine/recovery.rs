@@ -34,9 +34,15 @@ impl Engine {
                     }
                 }
                 let arms = st.spec.arms.len();
-                for (segment, arm, counts) in std::mem::take(&mut c.rows) {
+                if let Some(bins) = c.delay.take() {
+                    st.learning.delay = crate::policy::delay::DelayModel::from_bins(st.timeout_ms(), bins);
+                }
+                for (segment, arm, row) in std::mem::take(&mut c.rows) {
                     if (segment as usize) < st.segments.len() && (arm as usize) < arms {
-                        st.segment_mut(segment).arms[arm as usize].counts = counts;
+                        st.segment_mut(segment);
+                        let state = &mut *st;
+                        let tally = &mut state.segments[segment as usize].arms[arm as usize];
+                        state.learning.load_row(tally, &row);
                     }
                 }
                 for (arm, stats) in std::mem::take(&mut c.linear) {
@@ -44,7 +50,14 @@ impl Engine {
                         .linear
                         .get(arm as usize)
                         .is_some_and(|l| l.dim() == stats.b.len());
-                    match LinearArm::from_parts(stats.a, stats.b, stats.pulls, stats.reward_sum) {
+                    let parts = LinearArm::from_parts(
+                        stats.a,
+                        stats.b,
+                        stats.pulls,
+                        stats.reward_sum,
+                        stats.reward_sq_sum,
+                    );
+                    match parts {
                         Ok(l) if fits => st.linear[arm as usize] = l,
                         _ => tracing::error!(
                             uid,
@@ -114,7 +127,7 @@ impl Engine {
                     }
                     decisions += 1;
                     if status == DecisionStatus::Pending {
-                        st.segment_mut(segment).arms[usize::from(arm)].pending += 1;
+                        st.add_pending(segment, usize::from(arm), d.entry.created_ms);
                     }
                     if let Some(id) = caller_id {
                         self.foreign.insert(
@@ -133,7 +146,7 @@ impl Engine {
                         "outcomes of unknown decisions ignored"
                     );
                 }
-                st.rebuild_aggregate();
+                st.rebuild_aggregate(self.clock.now_ms());
             }
             campaigns.insert(cell);
         }

@@ -92,9 +92,16 @@ impl Engine {
             debug_assert!(false, "resolve() of a decision that is not pending");
             return;
         };
-        let (segment, arm) = (d.segment, d.arm);
+        let (segment, arm, created_ms) = (d.segment, d.arm, d.created_ms);
         let context = d.context().cloned();
-        let counts = st.learn(segment, usize::from(arm), reward);
+        let row = st.learn(
+            segment,
+            usize::from(arm),
+            reward,
+            created_ms,
+            now,
+            resolution == Resolution::Rewarded,
+        );
         if let (Some(x), Some(stats)) = (&context, st.linear.get_mut(usize::from(arm))) {
             stats.update(x, reward);
         }
@@ -108,7 +115,8 @@ impl Engine {
             },
             segment,
             arm,
-            counts,
+            row,
+            created_ms,
             context,
         });
     }

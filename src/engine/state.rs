@@ -1,15 +1,20 @@
 //! One campaign's in-memory state: its definition, its per-segment arm
-//! statistics, its log of decisions by deadline, its RNG and its cached
-//! propensity estimates.
+//! statistics, its log of decisions by deadline, its RNG, its learning
+//! rules ([`Learning`]) and its cached Thompson probability vectors.
 //!
 //! Everything here is guarded by the campaign's own mutex
 //! ([`CampaignCell::state`]); no method does I/O. The engine decides which
 //! journal changes follow from what these methods compute.
 
 use super::decisions::DecisionLog;
-use crate::campaign::{CampaignSpec, PolicySpec};
+pub use super::learning::ArmTally;
+use super::learning::Learning;
+use crate::campaign::{CampaignSpec, PolicySpec, Pooling};
+use crate::journal::format::Row;
+use crate::policy::exposure::BucketWeights;
 use crate::policy::linucb::{self, LinUcbParams, LinearArm};
-use crate::policy::thompson::{self, ArmCounts, BetaParams, ThompsonPrior, PROPENSITY_DRAWS};
+use crate::policy::pooling::{self, Evidence, PoolSums, PooledPrior};
+use crate::policy::thompson::{self, BetaParams, ThompsonPrior};
 use crate::policy::{epsilon_greedy, uniform_choice};
 use crate::FastMap;
 use parking_lot::Mutex;
@@ -30,36 +35,39 @@ pub struct CampaignCell {
     pub state: Mutex<CampaignState>,
 }
 
-/// Statistics of one arm in one segment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ArmTally {
-    /// Resolved outcomes (persisted).
-    pub counts: ArmCounts,
-    /// Decisions waiting for their reward (rebuilt from pending decisions).
-    pub pending: u64,
-}
-
-/// A cached propensity estimate for one segment and when it was made.
+/// A segment's cached Thompson probability vector and what it was made from.
 #[derive(Debug, Clone)]
-struct PropensityCache {
-    /// P(best) per arm index; 0 for retired arms.
+struct ProbabilityCache {
+    /// P(chosen) per arm index, floor included; 0 for retired arms. The
+    /// arm is drawn from this vector, so it is the exact propensity.
     probs: Vec<f64>,
+    /// Resolved outcomes in the segment (or campaign) when it was made.
     own_n: u64,
-    others_n: u64,
+    /// Evidence in the other segments' pools when it was made.
+    pooled_n: f64,
+    made_ms: u64,
     arms_version: u32,
-    /// Decisions answered from this estimate.
+    /// Decisions drawn from this vector.
     uses: u32,
 }
 
-/// A moved posterior is re-estimated only after this many decisions used
-/// the previous estimate (bounds the cost in sparse, fast-moving segments).
-const MIN_USES_BEFORE_REFRESH: u32 = 8;
+/// A moved posterior is recomputed only after this many decisions used
+/// the previous vector (bounds the cost in sparse, fast-moving segments).
+const MIN_USES_BEFORE_REFRESH: u32 = 2;
+/// Quadrature is used for up to this many active arms, Monte Carlo above.
+const QUADRATURE_MAX_ARMS: usize = 16;
+/// Grid points per arm of the hot path's quadrature.
+const QUADRATURE_POINTS: usize = 24;
+/// Joint draws of the hot path's Monte Carlo (many arms).
+const MONTE_CARLO_DRAWS: u32 = 512;
 
 #[derive(Debug)]
 pub struct Segment {
     pub name: Arc<str>,
     pub arms: Vec<ArmTally>,
-    cache: Option<PropensityCache>,
+    cache: Option<ProbabilityCache>,
+    /// Its evidence per arm as last added to the campaign's pools.
+    pooled: Vec<Evidence>,
 }
 
 impl Segment {
@@ -69,11 +77,18 @@ impl Segment {
             name,
             arms: Vec::new(),
             cache: None,
+            pooled: Vec::new(),
         }
     }
 
     fn total_n(&self) -> u64 {
         self.arms.iter().map(|a| a.counts.n).sum()
+    }
+
+    /// Whether it takes part in pooling (the segment "" is the
+    /// campaign-wide view, and names starting with U+0001 are placeholders).
+    pub fn is_named(&self) -> bool {
+        !self.name.is_empty() && !self.name.starts_with('\u{1}')
     }
 }
 
@@ -90,15 +105,16 @@ pub struct CampaignState {
     pub segment_index: FastMap<Arc<str>, u32>,
     /// Decisions (pending, and resolved ones still remembered) in deadline order.
     pub log: DecisionLog,
-    /// Bumped when arms are added or retired (invalidates propensity caches).
+    /// Bumped when arms are added or retired (invalidates probability caches).
     pub arms_version: u32,
     /// Contextual campaigns: per arm, the ridge statistics (campaign-wide).
     pub linear: Vec<LinearArm>,
+    /// Delay distribution, decay, pools.
+    pub learning: Learning,
     /// Set under this lock when the campaign is deleted: whoever still
     /// holds the cell must not change it any more.
     pub dead: bool,
     /// Reused buffers for one decision (no allocation on the hot path).
-    scratch_posteriors: Vec<BetaParams>,
     scratch_arms: Vec<usize>,
     scratch_means: Vec<Option<f64>>,
     scratch_leaders: Vec<usize>,
@@ -112,8 +128,9 @@ pub struct Pick {
 }
 
 impl CampaignState {
-    pub fn new(spec: CampaignSpec, rng: SmallRng) -> Self {
+    pub fn new(spec: CampaignSpec, rng: SmallRng, now_ms: u64) -> Self {
         let arms = spec.arms.len();
+        let learning = Learning::new(&spec, now_ms);
         let mut st = CampaignState {
             spec,
             rng,
@@ -123,8 +140,8 @@ impl CampaignState {
             log: DecisionLog::default(),
             arms_version: 0,
             linear: Vec::new(),
+            learning,
             dead: false,
-            scratch_posteriors: Vec::new(),
             scratch_arms: Vec::new(),
             scratch_means: Vec::new(),
             scratch_leaders: Vec::new(),
@@ -135,33 +152,47 @@ impl CampaignState {
 
     /// Contextual campaigns: ridge statistics for every arm (new arms start at λI).
     pub fn widen_linear(&mut self) {
-        if let PolicySpec::LinUcb {
+        let (PolicySpec::LinUcb {
             lambda,
             ref features,
             ..
-        } = self.spec.policy
-        {
-            let d = features.len() + 1;
-            while self.linear.len() < self.spec.arms.len() {
-                self.linear.push(LinearArm::new(d, lambda));
-            }
+        }
+        | PolicySpec::LinTs {
+            lambda,
+            ref features,
+            ..
+        }) = self.spec.policy
+        else {
+            return;
+        };
+        let d = features.len() + 1;
+        while self.linear.len() < self.spec.arms.len() {
+            self.linear.push(LinearArm::new(d, lambda));
         }
     }
 
-    fn prior(&self) -> Option<ThompsonPrior> {
+    /// The campaign prior (Beta(1, 1) for policies without one).
+    pub fn prior(&self) -> ThompsonPrior {
         match self.spec.policy {
             PolicySpec::Thompson {
                 prior_alpha,
                 prior_beta,
-                segment_prior_strength,
-            } => Some(ThompsonPrior {
+                ..
+            } => ThompsonPrior {
                 alpha: prior_alpha,
                 beta: prior_beta,
-                pooling: segment_prior_strength,
-            }),
-            PolicySpec::Uniform | PolicySpec::EpsilonGreedy { .. } | PolicySpec::LinUcb { .. } => {
-                None
-            }
+            },
+            _ => ThompsonPrior {
+                alpha: 1.0,
+                beta: 1.0,
+            },
+        }
+    }
+
+    fn pooling(&self) -> Pooling {
+        match self.spec.policy {
+            PolicySpec::Thompson { pooling, .. } => pooling,
+            _ => Pooling::Off,
         }
     }
 
@@ -197,59 +228,142 @@ impl CampaignState {
             name,
             arms: vec![ArmTally::default(); self.spec.arms.len()],
             cache: None,
+            pooled: Vec::new(),
         });
         no
     }
 
-    /// The posterior of `arm` as seen from `segment` ("" = campaign-wide).
-    pub fn posterior(
+    /// The pooled prior of `arm` for segment `seg` from `pools`, with
+    /// `own` (the segment's contribution to them) left out.
+    fn pooled_prior(&self, pools: &[PoolSums], own: Evidence, arm: usize) -> Option<PooledPrior> {
+        let prior = self.prior();
+        let others = pools.get(arm)?.without(own);
+        match self.pooling() {
+            Pooling::Off => None,
+            Pooling::EmpiricalBayes => pooling::estimate(&others, prior.alpha, prior.beta),
+            Pooling::Fixed { strength } => (others.n > 0.0).then(|| PooledPrior {
+                mean: (prior.alpha + others.y) / (prior.alpha + prior.beta + others.n),
+                strength: strength.min(others.n),
+            }),
+        }
+    }
+
+    /// Pools of every named segment's evidence at `now_ms` (reports: the
+    /// hot path's pools lag, holding each segment as of its last refresh).
+    pub fn current_pools(&self, w: &BucketWeights, now_ms: u64) -> Vec<PoolSums> {
+        let arms = self.spec.arms.len();
+        let mut pools = vec![PoolSums::default(); arms];
+        for s in self.segments.iter().filter(|s| s.is_named()) {
+            for (a, p) in pools.iter_mut().enumerate() {
+                p.add(self.evidence_for(Some(s), a, w, now_ms));
+            }
+        }
+        pools
+    }
+
+    fn posterior_with(
         &self,
-        prior: &ThompsonPrior,
-        segment: Option<&Segment>,
+        segment: Option<u32>,
         arm: usize,
+        w: &BucketWeights,
+        now_ms: u64,
     ) -> BetaParams {
-        let all = self.aggregate[arm].counts;
-        match segment {
-            None => prior.posterior(&all, None),
-            Some(seg) => {
-                let own = seg.arms.get(arm).map(|a| a.counts).unwrap_or_default();
-                prior.posterior(&own, Some(&all.minus(&own)))
+        let seg = segment.and_then(|s| self.segments.get(s as usize));
+        self.posterior_for(seg, arm, w, now_ms, None)
+    }
+
+    /// The posterior of `arm` seen from `seg` (`None`, the segment "" or a
+    /// placeholder: campaign-wide), with weights from `learning.weights`,
+    /// pooling from the decisions' pools, or from `pools` (reports, see
+    /// [`Self::current_pools`]).
+    pub fn posterior_for(
+        &self,
+        seg: Option<&Segment>,
+        arm: usize,
+        w: &BucketWeights,
+        now_ms: u64,
+        pools: Option<&[PoolSums]>,
+    ) -> BetaParams {
+        let prior = self.prior();
+        match seg.filter(|s| s.is_named()) {
+            None => prior.posterior(self.evidence_for(None, arm, w, now_ms), None),
+            Some(s) => {
+                let ev = self.evidence_for(Some(s), arm, w, now_ms);
+                let pooled = match pools {
+                    Some(p) => self.pooled_prior(p, ev, arm),
+                    None => {
+                        let own = s.pooled.get(arm).copied().unwrap_or_default();
+                        self.pooled_prior(&self.learning.pools, own, arm)
+                    }
+                };
+                prior.posterior(ev, pooled)
             }
         }
     }
 
+    /// The evidence of `arm` seen from `seg` (as [`Self::posterior_for`]).
+    pub fn evidence_for(
+        &self,
+        seg: Option<&Segment>,
+        arm: usize,
+        w: &BucketWeights,
+        now_ms: u64,
+    ) -> Evidence {
+        let t = match seg.filter(|s| s.is_named()) {
+            Some(s) => s.arms.get(arm).copied().unwrap_or_default(),
+            None => self.aggregate.get(arm).copied().unwrap_or_default(),
+        };
+        self.learning.evidence(&t, w, now_ms)
+    }
+
     /// Picks an arm for segment number `segment` (see
-    /// [`Self::intern_segment`]); `x` is the context vector of a contextual
-    /// campaign (intercept first, validated by the engine).
-    pub fn choose(&mut self, segment: u32, x: Option<&[f64]>) -> Pick {
+    /// [`Self::intern_segment`]) at `now_ms`; `x` is the context vector of
+    /// a contextual campaign (intercept first, validated by the engine).
+    pub fn choose(&mut self, segment: u32, x: Option<&[f64]>, now_ms: u64) -> Pick {
         self.scratch_arms.clear();
         self.scratch_arms.extend(self.spec.active_arms());
         debug_assert!(
             !self.scratch_arms.is_empty(),
             "validation keeps one active arm"
         );
-        let prior = match self.spec.policy {
-            PolicySpec::Thompson { .. } => self.prior(),
-            PolicySpec::Uniform => None,
+        match self.spec.policy {
+            PolicySpec::Thompson {
+                exploration_floor, ..
+            } => self.choose_thompson(segment, exploration_floor, now_ms),
+            PolicySpec::Uniform => {
+                let (i, propensity) = uniform_choice(self.scratch_arms.len(), &mut self.rng);
+                Pick {
+                    arm: self.scratch_arms[i],
+                    propensity,
+                }
+            }
             PolicySpec::EpsilonGreedy { epsilon } => {
-                let seg = pooled_segment(&self.segments, segment);
+                let w = self.learning.weights(now_ms).clone();
+                let named = self
+                    .segments
+                    .get(segment as usize)
+                    .filter(|s| s.is_named())
+                    .is_some();
                 let mut means = std::mem::take(&mut self.scratch_means);
                 means.clear();
-                means.extend(self.scratch_arms.iter().map(|&a| {
-                    let t = match seg {
-                        None => self.aggregate[a],
-                        Some(s) => s.arms.get(a).copied().unwrap_or_default(),
+                for &a in &self.scratch_arms {
+                    let t = if named {
+                        self.segments[segment as usize].arms.get(a).copied().unwrap_or_default()
+                    } else {
+                        self.aggregate[a]
                     };
-                    (t.counts.n > 0).then(|| t.counts.sum / t.counts.n as f64)
-                }));
+                    let tried = t.counts.n > 0 || t.pending > 0;
+                    let ev = self.learning.evidence(&t, &w, now_ms);
+                    means.push(tried.then(|| if ev.n > 0.0 { ev.y / ev.n } else { 0.0 }));
+                }
                 let mut leaders = std::mem::take(&mut self.scratch_leaders);
                 let (i, propensity) = epsilon_greedy(&means, epsilon, &mut leaders, &mut self.rng);
                 self.scratch_means = means;
                 self.scratch_leaders = leaders;
-                return Pick {
+                Pick {
                     arm: self.scratch_arms[i],
                     propensity,
-                };
+                }
             }
             PolicySpec::LinUcb {
                 alpha,
@@ -265,137 +379,269 @@ impl CampaignState {
                 let choice = x.and_then(|x| {
                     linucb::choose_ucb(&self.linear, &self.scratch_arms, x, &params, &mut self.rng)
                 });
-                debug_assert!(choice.is_some(), "the engine validates the context");
-                if let Some(c) = choice {
-                    return Pick {
-                        arm: c.arm,
-                        propensity: c.propensity,
-                    };
-                }
-                None
+                self.linear_pick(choice)
             }
-        };
-        let Some(prior) = prior else {
-            let (i, propensity) = uniform_choice(self.scratch_arms.len(), &mut self.rng);
-            return Pick {
-                arm: self.scratch_arms[i],
-                propensity,
-            };
-        };
-        let mut posts = std::mem::take(&mut self.scratch_posteriors);
-        posts.clear();
-        let seg = pooled_segment(&self.segments, segment);
-        posts.extend(
-            self.scratch_arms
-                .iter()
-                .map(|&a| self.posterior(&prior, seg, a)),
-        );
-        let i = thompson::sample_argmax(&posts, &mut self.rng);
-        let arm = self.scratch_arms[i];
-        let propensity = self.propensity(segment, &posts, arm);
-        self.scratch_posteriors = posts;
-        Pick { arm, propensity }
-    }
-
-    /// The cached P(best) of `arm` in `segment`, refreshed when the posterior
-    /// has moved (the segment's own outcomes grew by 5%, at least one; the
-    /// other segments' by 10%) and the estimate has served at least
-    /// [`MIN_USES_BEFORE_REFRESH`] decisions, or at once when arms changed.
-    /// A refresh costs `PROPENSITY_DRAWS` joint draws (about 100 µs for 10
-    /// arms), so its amortised cost per decision is at most 1/8 of that in
-    /// a sparse segment and falls towards zero as data accumulates.
-    fn propensity(&mut self, segment: u32, posts: &[BetaParams], arm: usize) -> f64 {
-        let total: u64 = self.aggregate.iter().map(|a| a.counts.n).sum();
-        let version = self.arms_version;
-        let seg = self.segment_mut(segment);
-        let own_n = if seg.name.is_empty() {
-            total
-        } else {
-            seg.total_n()
-        };
-        let others_n = total - own_n.min(total);
-        if let Some(c) = seg.cache.as_mut() {
-            let moved = own_n >= c.own_n + (c.own_n / 20).max(1)
-                || others_n >= c.others_n + (c.others_n / 10).max(1);
-            if c.arms_version == version && (!moved || c.uses < MIN_USES_BEFORE_REFRESH) {
-                c.uses = c.uses.saturating_add(1);
-                return c.probs.get(arm).copied().unwrap_or(1.0);
+            PolicySpec::LinTs { scale, epsilon, .. } => {
+                let choice = x.and_then(|x| {
+                    linucb::choose_lints_exact(
+                        &self.linear,
+                        &self.scratch_arms,
+                        x,
+                        scale,
+                        epsilon,
+                        &mut self.rng,
+                    )
+                });
+                self.linear_pick(choice)
             }
         }
-        let probs = thompson::prob_best(posts, PROPENSITY_DRAWS, &mut self.rng);
+    }
+
+    fn linear_pick(&mut self, choice: Option<linucb::LinearChoice>) -> Pick {
+        debug_assert!(choice.is_some(), "the engine validates the context");
+        match choice {
+            Some(c) => Pick {
+                arm: c.arm,
+                propensity: c.propensity,
+            },
+            None => {
+                let (i, propensity) = uniform_choice(self.scratch_arms.len(), &mut self.rng);
+                Pick {
+                    arm: self.scratch_arms[i],
+                    propensity,
+                }
+            }
+        }
+    }
+
+    /// Thompson sampling: the arm is drawn from the segment's cached
+    /// probability vector (P(best) under the current posterior, with the
+    /// floor), refreshed when the posterior has moved (see [`Self::refresh`]).
+    fn choose_thompson(&mut self, segment: u32, floor: f64, now_ms: u64) -> Pick {
+        let version = self.arms_version;
+        let named = self.segments[segment as usize].is_named();
+        let own_n = if named {
+            self.segments[segment as usize].total_n()
+        } else {
+            self.aggregate.iter().map(|a| a.counts.n).sum()
+        };
+        let pooled_n: f64 = if named {
+            self.learning.pools.iter().map(|p| p.n).sum()
+        } else {
+            0.0
+        };
+        let interval = self.refresh_interval_ms();
+        let stale = match &self.segments[segment as usize].cache {
+            None => true,
+            Some(c) if c.arms_version != version => true,
+            Some(c) if c.uses < MIN_USES_BEFORE_REFRESH => false,
+            Some(c) => {
+                own_n >= c.own_n + (c.own_n / 20).max(1)
+                    || pooled_n > c.pooled_n * 1.1 + 1.0
+                    || now_ms >= c.made_ms + interval
+            }
+        };
+        if stale {
+            self.refresh(segment, floor, now_ms, own_n, pooled_n);
+        }
+        let Some(cache) = self.segments[segment as usize].cache.as_mut() else {
+            unreachable!("refreshed above");
+        };
+        cache.uses = cache.uses.saturating_add(1);
+        let arm = thompson::sample_index(&cache.probs, &mut self.rng);
+        Pick {
+            arm,
+            propensity: cache.probs[arm],
+        }
+    }
+
+    /// How long a probability vector may serve while time alone moves the
+    /// posterior (pending decisions age into evidence, evidence decays).
+    fn refresh_interval_ms(&self) -> u64 {
+        let by_delay = self.learning.bucket_ms() / 2;
+        let by_decay = self
+            .learning
+            .half_life_ms()
+            .map_or(u64::MAX, |h| (h / 16.0) as u64);
+        by_delay.min(by_decay).max(100)
+    }
+
+    /// Recomputes segment `segment`'s probability vector, and puts its
+    /// current evidence into the pools.
+    fn refresh(&mut self, segment: u32, floor: f64, now_ms: u64, own_n: u64, pooled_n: f64) {
+        let w = self.learning.weights(now_ms).clone();
+        let named = self.segments[segment as usize].is_named();
+        let key = named.then_some(segment);
+        let active = std::mem::take(&mut self.scratch_arms);
+        let posts: Vec<BetaParams> = active
+            .iter()
+            .map(|&a| self.posterior_with(key, a, &w, now_ms))
+            .collect();
+        let mut probs = if posts.len() <= QUADRATURE_MAX_ARMS {
+            thompson::prob_best_exact(&posts, QUADRATURE_POINTS)
+        } else {
+            thompson::prob_best(&posts, MONTE_CARLO_DRAWS, &mut self.rng)
+        };
+        thompson::with_floor(&mut probs, floor);
         let mut by_arm = vec![0.0; self.spec.arms.len()];
-        for (&a, p) in self.scratch_arms.iter().zip(probs) {
+        for (&a, p) in active.iter().zip(probs) {
             by_arm[a] = p;
         }
-        let p = by_arm.get(arm).copied().unwrap_or(1.0);
-        self.segment_mut(segment).cache = Some(PropensityCache {
+        self.scratch_arms = active;
+        if named {
+            self.repool(segment, &w, now_ms);
+        }
+        let version = self.arms_version;
+        self.segment_mut(segment).cache = Some(ProbabilityCache {
             probs: by_arm,
             own_n,
-            others_n,
+            pooled_n,
+            made_ms: now_ms,
             arms_version: version,
-            uses: 1,
+            uses: 0,
         });
-        p
     }
 
-    /// Learns one outcome of `arm` in segment number `segment` (which had
-    /// a pending decision) and returns the arm's new counts there.
-    pub fn learn(&mut self, segment: u32, arm: usize, reward: f64) -> ArmCounts {
-        let seg = self.segment_mut(segment);
-        let tally = &mut seg.arms[arm];
-        tally.counts.add(reward);
-        tally.pending = tally.pending.saturating_sub(1);
-        let counts = tally.counts;
-        self.aggregate[arm].counts.add(reward);
-        self.aggregate[arm].pending = self.aggregate[arm].pending.saturating_sub(1);
-        counts
+    /// Replaces segment `segment`'s contribution to the pools by its
+    /// current evidence (and recomputes the sums from scratch now and then,
+    /// so rounding cannot accumulate).
+    fn repool(&mut self, segment: u32, w: &BucketWeights, now_ms: u64) {
+        let arms = self.spec.arms.len();
+        self.learning.widen(arms);
+        let current: Vec<Evidence> = (0..arms)
+            .map(|a| {
+                let t = self.segments[segment as usize].arms.get(a).copied().unwrap_or_default();
+                self.learning.evidence(&t, w, now_ms)
+            })
+            .collect();
+        let seg = &mut self.segments[segment as usize];
+        seg.pooled.resize(arms, Evidence::default());
+        for (a, ev) in current.into_iter().enumerate() {
+            self.learning.pools[a].replace(seg.pooled[a], ev);
+            seg.pooled[a] = ev;
+        }
+        self.learning.pool_updates += 1;
+        if self.learning.pool_updates > 8 * self.segments.len() + 1024 {
+            let mut pools = vec![PoolSums::default(); arms];
+            for s in self.segments.iter().filter(|s| s.is_named()) {
+                for (p, ev) in pools.iter_mut().zip(&s.pooled) {
+                    p.add(*ev);
+                }
+            }
+            self.learning.pools = pools;
+            self.learning.pool_updates = 0;
+        }
     }
 
-    /// Counts one more pending decision.
-    pub fn add_pending(&mut self, segment: u32, arm: usize) {
-        self.segment_mut(segment).arms[arm].pending += 1;
-        self.aggregate[arm].pending += 1;
+    /// Learns one outcome of the pending decision of `arm` in segment
+    /// number `segment` created at `created_ms`, and returns the arm's new
+    /// row there. `rewarded`: the reward arrived (its delay is learned).
+    pub fn learn(
+        &mut self,
+        segment: u32,
+        arm: usize,
+        reward: f64,
+        created_ms: u64,
+        now_ms: u64,
+        rewarded: bool,
+    ) -> Row {
+        self.maybe_move_landmark(now_ms);
+        if rewarded {
+            self.learning.observe_delay(created_ms, now_ms, reward);
+        }
+        let learning = &self.learning;
+        let seg = &mut self.segments[segment as usize];
+        let arms = self.spec.arms.len();
+        if seg.arms.len() < arms {
+            seg.arms.resize(arms, ArmTally::default());
+        }
+        learning.resolve(&mut seg.arms[arm], created_ms, reward);
+        let row = learning.row(&seg.arms[arm], now_ms);
+        learning.resolve(&mut self.aggregate[arm], created_ms, reward);
+        // Keep the pools current: this segment's evidence for the arm just
+        // changed (O(buckets); the other arms' move with their outcomes).
+        if self.pooling() != Pooling::Off && self.segments[segment as usize].is_named() {
+            let w = self.learning.weights(now_ms).clone();
+            self.repool_arm(segment, arm, &w, now_ms);
+        }
+        row
+    }
+
+    /// Replaces one arm's contribution of segment `segment` to the pools.
+    fn repool_arm(&mut self, segment: u32, arm: usize, w: &BucketWeights, now_ms: u64) {
+        let arms = self.spec.arms.len();
+        self.learning.widen(arms);
+        let t = self.segments[segment as usize].arms.get(arm).copied().unwrap_or_default();
+        let ev = self.learning.evidence(&t, w, now_ms);
+        let seg = &mut self.segments[segment as usize];
+        seg.pooled.resize(arms, Evidence::default());
+        self.learning.pools[arm].replace(seg.pooled[arm], ev);
+        seg.pooled[arm] = ev;
+        self.learning.pool_updates += 1;
+    }
+
+    fn maybe_move_landmark(&mut self, now_ms: u64) {
+        let tallies = self
+            .segments
+            .iter_mut()
+            .flat_map(|s| s.arms.iter_mut())
+            .chain(self.aggregate.iter_mut());
+        self.learning.maybe_move_landmark(now_ms, tallies);
+    }
+
+    /// Counts one more pending decision created at `created_ms`.
+    pub fn add_pending(&mut self, segment: u32, arm: usize, created_ms: u64) {
+        let learning = &self.learning;
+        let arms = self.spec.arms.len();
+        let seg = &mut self.segments[segment as usize];
+        if seg.arms.len() < arms {
+            seg.arms.resize(arms, ArmTally::default());
+        }
+        learning.add_pending(&mut seg.arms[arm], created_ms);
+        learning.add_pending(&mut self.aggregate[arm], created_ms);
     }
 
     /// Widens the statistics after arms were added to the spec.
     pub fn arms_changed(&mut self) {
         self.aggregate
             .resize(self.spec.arms.len(), ArmTally::default());
+        self.learning.widen(self.spec.arms.len());
         self.widen_linear();
         self.arms_version = self.arms_version.wrapping_add(1);
     }
 
-    /// Rebuilds the campaign-wide tallies from the segments' (start-up).
-    pub fn rebuild_aggregate(&mut self) {
+    /// Rebuilds the campaign-wide tallies and the pools from the segments
+    /// (start-up, after rows and pending decisions are loaded).
+    pub fn rebuild_aggregate(&mut self, now_ms: u64) {
         let arms = self.spec.arms.len();
-        let mut aggregate = vec![ArmTally::default(); arms];
+        self.aggregate.resize(arms, ArmTally::default());
+        // Pending decisions were counted in the aggregate as they were
+        // loaded (`add_pending`); the resolved sums are summed here.
+        for agg in &mut self.aggregate {
+            agg.counts = Default::default();
+            agg.decayed = Evidence::default();
+        }
         for seg in &self.segments {
             for (a, t) in seg.arms.iter().enumerate().take(arms) {
-                aggregate[a].counts.n += t.counts.n;
-                aggregate[a].counts.sum += t.counts.sum;
-                aggregate[a].pending += t.pending;
+                let agg = &mut self.aggregate[a];
+                agg.counts.n += t.counts.n;
+                agg.counts.sum += t.counts.sum;
+                agg.decayed.n += t.decayed.n;
+                agg.decayed.y += t.decayed.y;
             }
         }
-        self.aggregate = aggregate;
+        let w = self.learning.weights(now_ms).clone();
+        self.learning.widen(arms);
+        self.learning.pools = vec![PoolSums::default(); arms];
+        for no in 0..self.segments.len() as u32 {
+            if self.segments[no as usize].is_named() {
+                self.repool(no, &w, now_ms);
+            }
+        }
     }
 
     /// How long a decision waits for its reward, in ms.
     pub fn timeout_ms(&self) -> u64 {
         u64::from(self.spec.reward_timeout_seconds) * 1000
     }
-
-    /// Thompson prior used for stats (uniform campaigns report a Beta(1,1) posterior).
-    pub fn stats_prior(&self) -> ThompsonPrior {
-        self.prior().unwrap_or(ThompsonPrior {
-            alpha: 1.0,
-            beta: 1.0,
-            pooling: 0.0,
-        })
-    }
-}
-
-/// The segment numbered `no` for pooling: `None` for the segment "" (the
-/// campaign-wide view).
-fn pooled_segment(segments: &[Segment], no: u32) -> Option<&Segment> {
-    segments.get(no as usize).filter(|s| !s.name.is_empty())
 }

@@ -20,6 +20,7 @@ fn spec(id: &str, arms: usize, timeout_s: u32, default_reward: f64) -> CampaignS
         policy: PolicySpec::thompson_default(),
         reward_timeout_seconds: timeout_s,
         default_reward,
+        decay_half_life_seconds: None,
     }
 }
 

@@ -143,7 +143,7 @@ pub fn check(store: &dyn Store) -> Result<CheckReport, StoreError> {
 
 fn check_campaign(
     mut a: Assembled,
-    rows: &[(u32, u32, crate::policy::thompson::ArmCounts)],
+    rows: &[(u32, u32, super::format::Row)],
     report: &mut CheckReport,
     caller_ids: &mut FastMap<String, u64>,
 ) {
@@ -233,7 +233,7 @@ fn check_campaign(
     }
     let stored: BTreeMap<(u32, u32), (u64, f64)> = rows
         .iter()
-        .map(|(s, a, counts)| ((*s, *a), (counts.n, counts.sum)))
+        .map(|(s, a, row)| ((*s, *a), (row.counts.n, row.counts.sum)))
         .collect();
     let keys: std::collections::BTreeSet<(u32, u32)> =
         stored.keys().chain(expected.keys()).copied().collect();

@@ -12,7 +12,8 @@
 //! | `M` | next campaign uid: u64, last run: u32 |
 //! | `C` uid `c` chunk:u16 | the campaign record (JSON), in chunks |
 //! | `C` uid `s` segment:u32 | the segment's name (UTF-8) |
-//! | `C` uid `p` segment:u32 arm:u32 | outcomes n: u64, reward sum: f64 |
+//! | `C` uid `p` segment:u32 arm:u32 | outcomes n: u64, reward sum: f64 [, decayed n: f64, decayed sum: f64, as of: u64] |
+//! | `C` uid `g` | the learned delay distribution: 64 bin counts, f64 |
 //! | `C` uid `l` arm:u32 chunk:u16 | ridge statistics of a contextual arm, in chunks |
 //! | `C` uid `d` run:u32 slot:u64 | a block of decisions, slots `slot`, `slot+1`, … |
 //! | `C` uid `o` run:u32 seq:u64 | a block of outcomes, in the order they were learned |
@@ -51,6 +52,7 @@ const LINEAR: u8 = b'l';
 const DECISIONS: u8 = b'd';
 const OUTCOMES: u8 = b'o';
 const WATERMARK: u8 = b'w';
+const DELAY: u8 = b'g';
 
 /// A position in a campaign's decision log: (run, slot), ordered.
 pub type Position = (u32, u64);
@@ -93,14 +95,32 @@ pub struct OutcomeEntry {
 }
 
 /// A contextual arm's persisted statistics: `A` (upper triangle: `A` is
-/// symmetric bit for bit, see `policy::linucb`), `b`, and the plain tallies.
-/// `A⁻¹` is not stored; it is recomputed on load.
+/// symmetric bit for bit, see `policy::linucb`), `b`, and the plain tallies
+/// (Σr² for the residual noise). `A⁻¹` is not stored; it is recomputed on
+/// load.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinearStats {
     pub a: Vec<f64>,
     pub b: Vec<f64>,
     pub pulls: u64,
     pub reward_sum: f64,
+    pub reward_sq_sum: f64,
+}
+
+/// Forward-decayed sums of an arm's outcomes, read at `as_of_ms`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecayedSums {
+    pub n: f64,
+    pub sum: f64,
+    pub as_of_ms: u64,
+}
+
+/// One arm's persisted statistics in one segment.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Row {
+    pub counts: ArmCounts,
+    /// Campaigns with a decay half-life.
+    pub decayed: Option<DecayedSums>,
 }
 
 /// A decoded key.
@@ -115,6 +135,7 @@ pub enum Key {
     Decisions { uid: u64, first: Position },
     Outcomes { uid: u64, run: u32, first_seq: u64 },
     Watermark { uid: u64 },
+    Delay { uid: u64 },
 }
 
 impl Key {
@@ -128,7 +149,8 @@ impl Key {
             | Key::Linear { uid, .. }
             | Key::Decisions { uid, .. }
             | Key::Outcomes { uid, .. }
-            | Key::Watermark { uid } => Some(uid),
+            | Key::Watermark { uid }
+            | Key::Delay { uid } => Some(uid),
         }
     }
 }
@@ -184,6 +206,10 @@ pub fn outcomes_key(uid: u64, run: u32, first_seq: u64) -> Vec<u8> {
 
 pub fn watermark_key(uid: u64) -> Vec<u8> {
     campaign_key(uid, WATERMARK, &[])
+}
+
+pub fn delay_key(uid: u64) -> Vec<u8> {
+    campaign_key(uid, DELAY, &[])
 }
 
 pub fn corrupt(key: &[u8], why: impl std::fmt::Display) -> StoreError {
@@ -288,6 +314,7 @@ pub fn decode_key(key: &[u8]) -> Result<Option<Key>, StoreError> {
             first_seq: r.u64()?,
         },
         WATERMARK => Key::Watermark { uid },
+        DELAY => Key::Delay { uid },
         other => return Err(corrupt(key, format!("unknown campaign key tag {other}"))),
     };
     r.end()?;
@@ -329,7 +356,40 @@ pub fn encode_spec(spec: &CampaignSpec) -> Vec<u8> {
 }
 
 pub fn decode_spec(key: &[u8], v: &[u8]) -> Result<CampaignSpec, StoreError> {
-    serde_json::from_slice(v).map_err(|e| corrupt(key, e))
+    let mut json: serde_json::Value = serde_json::from_slice(v).map_err(|e| corrupt(key, e))?;
+    upgrade_spec_json(&mut json);
+    serde_json::from_value(json).map_err(|e| corrupt(key, e))
+}
+
+/// Brings the JSON of a campaign written by banditd before empirical-Bayes
+/// pooling up to date: its Thompson policy had `segment_prior_strength`
+/// (10 by default, which pooled too little and becomes empirical Bayes;
+/// 0 stays off; another value stays fixed) and no exploration floor (the
+/// default floor applies).
+pub fn upgrade_spec_json(json: &mut serde_json::Value) {
+    let Some(policy) = json.get_mut("policy").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    if policy.get("kind").and_then(|k| k.as_str()) != Some("thompson") {
+        return;
+    }
+    if let Some(strength) = policy.remove("segment_prior_strength") {
+        let s = strength.as_f64().unwrap_or(crate::policy::pooling::FALLBACK_STRENGTH);
+        let pooling = if s == 0.0 {
+            serde_json::json!({ "kind": "off" })
+        } else if s == crate::policy::pooling::FALLBACK_STRENGTH {
+            serde_json::json!({ "kind": "empirical_bayes" })
+        } else {
+            serde_json::json!({ "kind": "fixed", "strength": s })
+        };
+        policy.entry("pooling").or_insert(pooling);
+    }
+    policy
+        .entry("pooling")
+        .or_insert(serde_json::json!({ "kind": "empirical_bayes" }));
+    policy
+        .entry("exploration_floor")
+        .or_insert(serde_json::json!(crate::campaign::DEFAULT_EXPLORATION_FLOOR));
 }
 
 /// Splits `bytes` into chunks of at most [`MAX_VALUE_BYTES`] (at least one).
@@ -338,33 +398,63 @@ pub fn chunks(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     (0..n).map(move |i| &bytes[i * MAX_VALUE_BYTES..((i + 1) * MAX_VALUE_BYTES).min(bytes.len())])
 }
 
-pub fn encode_row(c: &ArmCounts) -> Vec<u8> {
-    let mut v = Vec::with_capacity(16);
-    v.extend_from_slice(&c.n.to_be_bytes());
-    v.extend_from_slice(&c.sum.to_bits().to_be_bytes());
+pub fn encode_row(r: &Row) -> Vec<u8> {
+    let mut v = Vec::with_capacity(40);
+    v.extend_from_slice(&r.counts.n.to_be_bytes());
+    v.extend_from_slice(&r.counts.sum.to_bits().to_be_bytes());
+    if let Some(d) = r.decayed {
+        v.extend_from_slice(&d.n.to_bits().to_be_bytes());
+        v.extend_from_slice(&d.sum.to_bits().to_be_bytes());
+        v.extend_from_slice(&d.as_of_ms.to_be_bytes());
+    }
     v
 }
 
-pub fn decode_row(key: &[u8], v: &[u8]) -> Result<ArmCounts, StoreError> {
+pub fn decode_row(key: &[u8], v: &[u8]) -> Result<Row, StoreError> {
     let mut r = Reader::new(key, v);
-    let c = ArmCounts {
+    let counts = ArmCounts {
         n: r.u64()?,
         sum: r.f64()?,
     };
+    let decayed = if r.at_end() {
+        None
+    } else {
+        Some(DecayedSums {
+            n: r.f64()?,
+            sum: r.f64()?,
+            as_of_ms: r.u64()?,
+        })
+    };
     r.end()?;
-    if !c.sum.is_finite() {
+    let finite = counts.sum.is_finite() && decayed.is_none_or(|d| d.n.is_finite() && d.sum.is_finite());
+    if !finite {
         return Err(corrupt(key, "non-finite reward sum"));
     }
-    Ok(c)
+    Ok(Row { counts, decayed })
+}
+
+/// The delay histogram's bin counts.
+pub fn encode_delay(bins: &[f64]) -> Vec<u8> {
+    bins.iter().flat_map(|b| b.to_bits().to_be_bytes()).collect()
+}
+
+pub fn decode_delay(key: &[u8], v: &[u8]) -> Result<Vec<f64>, StoreError> {
+    let mut r = Reader::new(key, v);
+    let mut bins = Vec::with_capacity(v.len() / 8);
+    while !r.at_end() {
+        bins.push(r.f64()?);
+    }
+    Ok(bins)
 }
 
 /// `d`, tallies, the upper triangle of `A` row by row, then `b`.
 pub fn encode_linear(s: &LinearStats) -> Vec<u8> {
     let d = s.b.len();
-    let mut v = Vec::with_capacity(18 + 8 * (d * (d + 1) / 2 + d));
+    let mut v = Vec::with_capacity(26 + 8 * (d * (d + 1) / 2 + d));
     v.extend_from_slice(&(d as u16).to_be_bytes());
     v.extend_from_slice(&s.pulls.to_be_bytes());
     v.extend_from_slice(&s.reward_sum.to_bits().to_be_bytes());
+    v.extend_from_slice(&s.reward_sq_sum.to_bits().to_be_bytes());
     for i in 0..d {
         for j in i..d {
             v.extend_from_slice(&s.a[i * d + j].to_bits().to_be_bytes());
@@ -380,11 +470,12 @@ pub fn decode_linear(key: &[u8], v: &[u8]) -> Result<LinearStats, StoreError> {
     let mut r = Reader::new(key, v);
     let d = r.u16()? as usize;
     // Check the length before allocating d² entries from a number read off disk.
-    if v.len() != 18 + 8 * (d * (d + 1) / 2 + d) {
+    if v.len() != 26 + 8 * (d * (d + 1) / 2 + d) {
         return Err(corrupt(key, "ridge statistics of the wrong length"));
     }
     let pulls = r.u64()?;
     let reward_sum = r.f64()?;
+    let reward_sq_sum = r.f64()?;
     let mut a = vec![0.0; d * d];
     for i in 0..d {
         for j in i..d {
@@ -398,11 +489,15 @@ pub fn decode_linear(key: &[u8], v: &[u8]) -> Result<LinearStats, StoreError> {
     if a.iter().chain(&b).any(|x| !x.is_finite()) {
         return Err(corrupt(key, "non-finite ridge statistics"));
     }
+    if !(reward_sum.is_finite() && reward_sq_sum.is_finite()) {
+        return Err(corrupt(key, "non-finite reward sums"));
+    }
     Ok(LinearStats {
         a,
         b,
         pulls,
         reward_sum,
+        reward_sq_sum,
     })
 }
 
@@ -636,6 +731,7 @@ mod tests {
                 },
             ),
             (watermark_key(uid), Key::Watermark { uid }),
+            (delay_key(uid), Key::Delay { uid }),
         ];
         for (bytes, key) in cases {
             assert!(bytes.starts_with(&campaign_prefix(uid)));
@@ -731,6 +827,7 @@ mod tests {
             b: vec![1.0, 2.0, -3.0],
             pulls: 12,
             reward_sum: 4.5,
+            reward_sq_sum: 9.25,
         };
         assert_eq!(decode_linear(b"k", &encode_linear(&s)).expect("decode"), s);
         // A dimension that does not match the value's length is refused

@@ -73,8 +73,7 @@ fn decode(k: &[u8], v: &[u8], out: &mut V0) -> Result<(), StoreError> {
     out.keys.push(k.to_vec());
     match k.first() {
         Some(b'c') => {
-            let spec: CampaignSpec =
-                serde_json::from_slice(v).map_err(|e| format::corrupt(k, e))?;
+            let spec: CampaignSpec = format::decode_spec(k, v)?;
             out.campaigns.insert(spec.id.clone(), spec);
         }
         Some(b'p') => {
@@ -245,7 +244,10 @@ fn convert(v0: V0) -> Vec<Op> {
             if (*arm as usize) < spec.arms.len() {
                 ops.push(Op::Put(
                     format::row_key(uid, segments[segment], *arm),
-                    format::encode_row(counts),
+                    format::encode_row(&format::Row {
+                        counts: *counts,
+                        decayed: None,
+                    }),
                 ));
             }
         }
@@ -255,6 +257,9 @@ fn convert(v0: V0) -> Vec<Op> {
                 b: l.b.clone(),
                 pulls: l.pulls,
                 reward_sum: l.reward_sum,
+                // Format 0 kept no Σr²: exact for rewards of 0 and 1, the
+                // common case; the residual noise is approximate otherwise.
+                reward_sq_sum: l.reward_sum.max(0.0),
             };
             let bytes = format::encode_linear(&stats);
             for (n, chunk) in format::chunks(&bytes).enumerate() {

@@ -43,12 +43,11 @@ mod migrate;
 mod recover;
 mod writer;
 
-pub use format::{DecisionEntry, LinearStats, OutcomeEntry, Position, Resolution};
+pub use format::{DecisionEntry, LinearStats, OutcomeEntry, Position, Resolution, Row};
 pub use recover::{Recovered, RecoveredCampaign, RecoveredDecision};
 
 use crate::campaign::CampaignSpec;
 use crate::error::StoreError;
-use crate::policy::thompson::ArmCounts;
 use crate::store::Store;
 use crossbeam_queue::SegQueue;
 use parking_lot::{Condvar, Mutex};
@@ -76,15 +75,17 @@ pub enum Change {
         at: Position,
         entry: DecisionEntry,
     },
-    /// A decision was resolved; `counts` are its arm's statistics in its
-    /// segment after learning it, and `context` (contextual campaigns) is
-    /// what the arm's ridge statistics learn it with.
+    /// A decision (made at `created_ms`) was resolved; `row` is its arm's
+    /// statistics in its segment after learning it, and `context`
+    /// (contextual campaigns) is what the arm's ridge statistics learn it
+    /// with. A reward that arrived also teaches the delay distribution.
     Outcome {
         uid: u64,
         outcome: OutcomeEntry,
         segment: u32,
         arm: u16,
-        counts: ArmCounts,
+        row: Row,
+        created_ms: u64,
         context: Option<Arc<[f64]>>,
     },
     /// Every decision before `below` has been forgotten.

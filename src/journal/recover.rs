@@ -7,11 +7,10 @@
 //! Decisions before a campaign's watermark were forgotten and are skipped;
 //! every outcome is joined to its decision.
 
-use super::format::{self, DecisionEntry, Key, LinearStats, Meta, OutcomeEntry, Position};
+use super::format::{self, DecisionEntry, Key, LinearStats, Meta, OutcomeEntry, Position, Row};
 use super::writer::{Block, Layout, OutcomeBlock};
 use crate::campaign::CampaignSpec;
 use crate::error::StoreError;
-use crate::policy::thompson::ArmCounts;
 use crate::store::{Op, Store};
 use crate::FastMap;
 use std::collections::BTreeMap;
@@ -32,8 +31,10 @@ pub struct RecoveredCampaign {
     pub spec: CampaignSpec,
     /// (number, name), by number.
     pub segments: Vec<(u32, Arc<str>)>,
-    /// (segment, arm, counts).
-    pub rows: Vec<(u32, u32, ArmCounts)>,
+    /// (segment, arm, statistics).
+    pub rows: Vec<(u32, u32, Row)>,
+    /// The learned delay distribution's bin counts, if any was stored.
+    pub delay: Option<Vec<f64>>,
     /// (arm, ridge statistics) of a contextual campaign.
     pub linear: Vec<(u32, LinearStats)>,
     /// Decisions before this position were forgotten.
@@ -93,7 +94,8 @@ pub struct RecoveredDecision {
 pub(super) struct RawCampaign {
     pub spec_chunks: BTreeMap<u16, Vec<u8>>,
     pub segments: Vec<(u32, Arc<str>)>,
-    pub rows: Vec<(u32, u32, ArmCounts)>,
+    pub rows: Vec<(u32, u32, Row)>,
+    pub delay: Option<Vec<f64>>,
     pub linear_chunks: BTreeMap<(u32, u16), Vec<u8>>,
     pub decision_blocks: Vec<(Position, Vec<u8>)>,
     pub outcome_blocks: Vec<(u32, u64, Vec<OutcomeEntry>)>,
@@ -143,6 +145,7 @@ pub(super) fn read(store: &dyn Store) -> Result<Raw, StoreError> {
                     .push((run, first_seq, format::decode_outcomes(k, v)?));
             }
             (Key::Watermark { .. }, Some(c)) => c.watermark = format::decode_position(k, v)?,
+            (Key::Delay { .. }, Some(c)) => c.delay = Some(format::decode_delay(k, v)?),
             (_, None) => return Err(format::corrupt(k, "campaign key without a uid")),
         }
         Ok(())
@@ -188,6 +191,12 @@ pub(super) fn assemble(uid: u64, raw: RawCampaign) -> Result<Option<Assembled>, 
         .map_err(|e| format::corrupt(label.as_bytes(), format!("invalid campaign: {e}")))?;
     let mut layout = Layout::default();
     layout.spec_chunks = raw.spec_chunks.len() as u16;
+    if let Some(bins) = &raw.delay {
+        layout.delay = Some(crate::policy::delay::DelayModel::from_bins(
+            u64::from(spec.reward_timeout_seconds) * 1000,
+            bins.clone(),
+        ));
+    }
     layout.fit_spec(&spec);
     let mut linear = Vec::new();
     let mut arms: Vec<u32> = raw.linear_chunks.keys().map(|(a, _)| *a).collect();
@@ -207,6 +216,7 @@ pub(super) fn assemble(uid: u64, raw: RawCampaign) -> Result<Option<Assembled>, 
             stats.b.clone(),
             stats.pulls,
             stats.reward_sum,
+            stats.reward_sq_sum,
         )
         .is_ok();
         if let Some(slot) = layout.linear.get_mut(arm as usize).filter(|_| usable) {
@@ -261,6 +271,7 @@ pub(super) fn assemble(uid: u64, raw: RawCampaign) -> Result<Option<Assembled>, 
             spec,
             segments,
             rows: raw.rows,
+            delay: raw.delay.clone(),
             linear,
             watermark: raw.watermark,
             blocks,

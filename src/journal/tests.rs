@@ -18,6 +18,7 @@ fn spec(id: &str) -> Arc<CampaignSpec> {
         policy: PolicySpec::thompson_default(),
         reward_timeout_seconds: 60,
         default_reward: 0.0,
+        decay_half_life_seconds: None,
     })
 }
 
@@ -56,7 +57,11 @@ fn outcome(at: Position, n: u64) -> Change {
         },
         segment: 0,
         arm: (at.1 % 3) as u16,
-        counts: crate::policy::thompson::ArmCounts { n, sum: n as f64 },
+        row: Row {
+            counts: crate::policy::thompson::ArmCounts { n, sum: n as f64 },
+            decayed: None,
+        },
+        created_ms: 1000 + at.1,
         context: None,
     }
 }
@@ -157,7 +162,10 @@ fn a_batch_keeps_the_last_version_of_each_row() {
         vec![(
             0,
             0,
-            crate::policy::thompson::ArmCounts { n: 30, sum: 30.0 }
+            Row {
+                counts: crate::policy::thompson::ArmCounts { n: 30, sum: 30.0 },
+                decayed: None
+            }
         )]
     );
     assert_eq!(

@@ -6,7 +6,8 @@
 //! a shadow of the arms' ridge statistics, replayed from the outcomes, so
 //! that a row is encoded once per batch however many rewards moved it.
 
-use super::format::{self, DecisionEntry, LinearStats, OutcomeEntry, Position};
+use super::format::{self, DecisionEntry, LinearStats, OutcomeEntry, Position, Resolution};
+use crate::policy::delay::DelayModel;
 use super::{Change, Mode, Shared};
 use crate::campaign::{CampaignSpec, PolicySpec};
 use crate::error::StoreError;
@@ -70,11 +71,17 @@ pub(super) struct Layout {
     pub linear: Vec<LinearStats>,
     linear_dirty: Vec<bool>,
     pub lambda: f64,
+    /// A shadow of the campaign's delay distribution, replayed from rewards.
+    pub delay: Option<DelayModel>,
+    delay_dirty: bool,
 }
 
 impl Layout {
     /// Widens the shadow ridge statistics to the spec's arms.
     pub fn fit_spec(&mut self, spec: &CampaignSpec) {
+        if self.delay.is_none() {
+            self.delay = Some(DelayModel::new(u64::from(spec.reward_timeout_seconds) * 1000));
+        }
         if let PolicySpec::LinUcb {
             lambda, features, ..
         } = &spec.policy
@@ -91,6 +98,7 @@ impl Layout {
                     b: vec![0.0; d],
                     pulls: 0,
                     reward_sum: 0.0,
+                    reward_sq_sum: 0.0,
                 });
             }
             self.linear_dirty.resize(self.linear.len(), false);
@@ -189,16 +197,17 @@ impl Writer {
                 outcome,
                 segment,
                 arm,
-                counts,
+                row,
+                created_ms,
                 context,
             } => {
                 if self.layouts.contains_key(&uid) {
                     self.put(
                         format::row_key(uid, segment, u32::from(arm)),
-                        format::encode_row(&counts),
+                        format::encode_row(&row),
                     );
                 }
-                self.outcome(uid, &outcome, arm, context.as_deref());
+                self.outcome(uid, &outcome, arm, created_ms, context.as_deref());
             }
             Change::Forgotten { uid, below } => self.forget(uid, below),
         }
@@ -242,7 +251,14 @@ impl Writer {
         self.touch(uid);
     }
 
-    fn outcome(&mut self, uid: u64, o: &OutcomeEntry, arm: u16, context: Option<&[f64]>) {
+    fn outcome(
+        &mut self,
+        uid: u64,
+        o: &OutcomeEntry,
+        arm: u16,
+        created_ms: u64,
+        context: Option<&[f64]>,
+    ) {
         let run = self.run;
         let Some(layout) = self.layouts.get_mut(&uid) else {
             tracing::error!(uid, "outcome for a campaign the journal does not know");
@@ -251,6 +267,12 @@ impl Writer {
         if let (Some(x), Some(stats)) = (context, layout.linear.get_mut(usize::from(arm))) {
             learn_linear(stats, x, o.reward);
             layout.linear_dirty[usize::from(arm)] = true;
+        }
+        if let (Resolution::Rewarded, Some(delay)) = (o.resolution, layout.delay.as_mut()) {
+            if o.reward > 0.0 {
+                delay.observe(o.at_ms.saturating_sub(created_ms), o.reward);
+                layout.delay_dirty = true;
+            }
         }
         let fits = layout
             .outcome_tail
@@ -359,6 +381,11 @@ impl Writer {
                     layout.outcome_tail = None;
                 }
             }
+            if std::mem::take(&mut layout.delay_dirty) {
+                if let Some(d) = &layout.delay {
+                    puts.push((format::delay_key(uid), format::encode_delay(d.bins())));
+                }
+            }
             for (arm, dirty) in layout.linear_dirty.iter_mut().enumerate() {
                 if std::mem::take(dirty) {
                     let bytes = format::encode_linear(&layout.linear[arm]);
@@ -412,6 +439,7 @@ fn learn_linear(s: &mut LinearStats, x: &[f64], reward: f64) {
     }
     s.pulls += 1;
     s.reward_sum += reward;
+    s.reward_sq_sum += reward * reward;
 }
 
 /// Marks the journal failed if the writer thread unwinds.

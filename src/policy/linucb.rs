@@ -101,6 +101,8 @@ pub struct LinearArm {
     pub pulls: u64,
     /// Sum of the rewards of those updates.
     pub reward_sum: f64,
+    /// Sum of their squares (the residual noise, see [`Self::residual_sd`]).
+    pub reward_sq_sum: f64,
 }
 
 impl LinearArm {
@@ -133,6 +135,7 @@ impl LinearArm {
             updates_since_refactor: 0,
             pulls: 0,
             reward_sum: 0.0,
+            reward_sq_sum: 0.0,
         }
     }
 
@@ -143,12 +146,16 @@ impl LinearArm {
         b: Vec<f64>,
         pulls: u64,
         reward_sum: f64,
+        reward_sq_sum: f64,
     ) -> Result<Self, LinearError> {
         let d = b.len();
         if a.len() != d * d {
             return Err(LinearError::Malformed);
         }
-        if a.iter().chain(&b).any(|v| !v.is_finite()) || !reward_sum.is_finite() {
+        if a.iter().chain(&b).any(|v| !v.is_finite())
+            || !reward_sum.is_finite()
+            || !reward_sq_sum.is_finite()
+        {
             return Err(LinearError::NonFinite);
         }
         let mut arm = LinearArm {
@@ -158,6 +165,7 @@ impl LinearArm {
             updates_since_refactor: 0,
             pulls,
             reward_sum,
+            reward_sq_sum,
         };
         match arm.refactor() {
             InverseMethod::Failed => Err(LinearError::Malformed),
@@ -202,6 +210,7 @@ impl LinearArm {
         if d == 0 {
             self.pulls += 1;
             self.reward_sum += reward;
+            self.reward_sq_sum += reward * reward;
             return Ok(());
         }
         for ((row, bi), &xi) in self.a.chunks_exact_mut(d).zip(self.b.iter_mut()).zip(x) {
@@ -212,6 +221,7 @@ impl LinearArm {
         }
         self.pulls += 1;
         self.reward_sum += reward;
+        self.reward_sq_sum += reward * reward;
         self.updates_since_refactor = self.updates_since_refactor.saturating_add(1);
 
         let healthy = if self.updates_since_refactor >= REFACTOR_EVERY || !self.inverse_diag_ok() {
@@ -285,6 +295,26 @@ impl LinearArm {
             quad += xi * ui;
         }
         (mean, quad.max(0.0))
+    }
+
+    /// The residual standard deviation of the rewards around the ridge fit,
+    /// `sqrt((Σr² − θᵀb) / (n − d))` (the ridge residual sum of squares,
+    /// up to the penalty), or 1 while there are no more outcomes than
+    /// dimensions.
+    pub fn residual_sd(&self) -> f64 {
+        let d = self.dim();
+        if self.pulls <= d as u64 {
+            return 1.0;
+        }
+        let theta = self.theta();
+        let explained = dot(&theta, &self.b);
+        let rss = (self.reward_sq_sum - explained).max(0.0);
+        let sd = (rss / (self.pulls - d as u64) as f64).sqrt();
+        if sd.is_finite() {
+            sd
+        } else {
+            1.0
+        }
     }
 
     /// Ridge estimate `θ = A⁻¹ b`.
@@ -613,6 +643,51 @@ pub fn choose_lints(
     Some(LinearChoice {
         arm,
         propensity: propensity.min(1.0),
+    })
+}
+
+/// Joint draws behind [`choose_lints_exact`]'s probability vector.
+pub const LINTS_DRAWS: u32 = 256;
+
+/// Linear Thompson sampling with an exact propensity: estimates the
+/// probability vector of the linear Thompson draw (each arm's score from
+/// `N(θₐᵀx, v²·xᵀA⁻¹ₐx)`) with [`LINTS_DRAWS`] joint rounds, smoothed as
+/// `(wins + ½)/(D + K/2)`, mixes in ε of the uniform split, and draws the
+/// arm *from that vector*: the returned propensity is the probability the
+/// arm was drawn with, whatever the estimate's accuracy. O(K·d²) for the
+/// means and widths, then O(D·K).
+pub fn choose_lints_exact(
+    arms: &[LinearArm],
+    active: &[usize],
+    x: &[f64],
+    v: f64,
+    epsilon: f64,
+    rng: &mut impl Rng,
+) -> Option<LinearChoice> {
+    if !(v.is_finite() && v >= 0.0 && (0.0..=1.0).contains(&epsilon) && valid_inputs(arms, active, x)) {
+        return None;
+    }
+    let k = active.len();
+    let stats: Vec<(f64, f64)> = active
+        .iter()
+        .map(|&a| {
+            let (mean, quad) = arms[a].mean_and_quad(x);
+            (mean, v * quad.sqrt())
+        })
+        .collect();
+    let mut wins = vec![0u32; k];
+    for _ in 0..LINTS_DRAWS {
+        wins[draw_round(&stats, rng)] += 1;
+    }
+    let denom = f64::from(LINTS_DRAWS) + 0.5 * k as f64;
+    let probs: Vec<f64> = wins
+        .iter()
+        .map(|&w| (1.0 - epsilon) * (f64::from(w) + 0.5) / denom + epsilon / k as f64)
+        .collect();
+    let pos = super::thompson::sample_index(&probs, rng);
+    Some(LinearChoice {
+        arm: active[pos],
+        propensity: probs[pos],
     })
 }
 

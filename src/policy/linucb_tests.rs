@@ -55,6 +55,7 @@ fn through_bits(arm: &LinearArm) -> LinearArm {
         updates_since_refactor: arm.updates_since_refactor,
         pulls: arm.pulls,
         reward_sum: f64::from_bits(arm.reward_sum.to_bits()),
+        reward_sq_sum: f64::from_bits(arm.reward_sq_sum.to_bits()),
     }
 }
 

@@ -6,13 +6,19 @@
 //! probability.
 //!
 //! - [`beta`]: Beta special functions (CDF, quantiles, exact two-arm case).
-//! - [`thompson`]: Beta-Bernoulli Thompson sampling with segment pooling.
+//! - [`thompson`]: Beta-Bernoulli Thompson sampling, exact propensities.
+//! - [`delay`]: the learned conversion-delay distribution G.
+//! - [`exposure`]: pending decisions as fractional evidence, by time bucket.
+//! - [`pooling`]: the empirical-Bayes prior of a sparse segment.
 //! - [`linucb`]: disjoint LinUCB (and linear Thompson sampling) over context features.
 //! - uniform split: no state at all, see [`uniform_choice`].
 //! - ε-greedy: the common baseline, see [`epsilon_greedy`].
 
 pub mod beta;
+pub mod delay;
+pub mod exposure;
 pub mod linucb;
+pub mod pooling;
 pub mod thompson;
 
 use rand::Rng;

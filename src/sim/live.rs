@@ -148,6 +148,7 @@ pub async fn run_live(scenario: &Scenario, opts: &LiveOptions) -> Result<LiveRep
                 )),
                 reward_timeout_seconds: timeout_s,
                 default_reward: 0.0,
+                decay_half_life_seconds: None,
             }),
         })
         .await

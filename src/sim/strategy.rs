@@ -190,6 +190,7 @@ impl Decider {
             policy,
             reward_timeout_seconds: timeout_seconds,
             default_reward: 0.0,
+            decay_half_life_seconds: None,
         })?;
         let contextual = kind == StrategyKind::LinUcb;
         Ok(Decider::Engine(Box::new(EngineDecider {

@@ -119,6 +119,7 @@ pub fn thompson(id: &str, arms: &[&str], timeout_s: u32) -> pb::Campaign {
         )),
         reward_timeout_seconds: timeout_s,
         default_reward: 0.0,
+        decay_half_life_seconds: None,
     }
 }
 

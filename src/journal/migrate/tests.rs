@@ -65,6 +65,7 @@ fn spec() -> CampaignSpec {
         policy: PolicySpec::thompson_default(),
         reward_timeout_seconds: 60,
         default_reward: 0.0,
+        decay_half_life_seconds: None,
     }
 }
 

@@ -1,0 +1,240 @@
+//! What an arm's statistics are worth as evidence right now: resolved
+//! outcomes, pending decisions as fractional trials by the learned delay
+//! distribution, older evidence discounted under decay.
+//!
+//! The rules, in one place (the policies only see the resulting
+//! [`Evidence`]):
+//! - a resolved outcome of reward r is one trial and r successes;
+//! - a pending decision of age e is G(e) of a trial and no success, G the
+//!   campaign's learned conversion-delay distribution (`policy::delay`);
+//! - with a half-life h, everything a decision created at t contributes is
+//!   weighted 2^(−(now − t)/h). Resolved sums are kept as forward-decayed
+//!   sums, Σ w·2^((t − L)/h) for a landmark L, and read as that times
+//!   2^(−(now − L)/h) (Cormode, Shkapenyuk, Srivastava & Xu 2009, "Forward
+//!   Decay: A Practical Time Decay Model for Streaming Systems"): additive,
+//!   so replicas can merge them, and O(1) to read.
+//!
+//! Guarded by the campaign's lock, like the rest of its state.
+
+use crate::campaign::CampaignSpec;
+use crate::journal::format::{DecayedSums, Row};
+use crate::policy::delay::DelayModel;
+use crate::policy::exposure::{bucket_ms, bucket_of, BucketWeights, PendingBuckets};
+use crate::policy::pooling::{Evidence, PoolSums};
+use crate::policy::thompson::ArmCounts;
+
+/// Exponents of the forward-decay weights stay below this many half-lives
+/// (2^512 is far inside f64's range) before the landmark moves.
+const LANDMARK_SPAN_HALF_LIVES: f64 = 256.0;
+
+/// Statistics of one arm in one segment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ArmTally {
+    /// Resolved outcomes, undecayed (persisted; what `pulls` reports).
+    pub counts: ArmCounts,
+    /// Decisions waiting for their reward.
+    pub pending: u64,
+    /// The pending decisions by creation bucket.
+    pub buckets: PendingBuckets,
+    /// Forward-decayed resolved sums, relative to the landmark (decaying
+    /// campaigns only).
+    pub decayed: Evidence,
+}
+
+/// A campaign's evidence rules and the state they need.
+#[derive(Debug, Clone)]
+pub struct Learning {
+    pub delay: DelayModel,
+    delay_dirty: bool,
+    half_life_ms: Option<f64>,
+    /// Forward-decay landmark, ms since the epoch.
+    landmark_ms: u64,
+    bucket_ms: u64,
+    weights: Option<(u64, BucketWeights)>,
+    /// Per arm, the named segments' evidence as of their last refresh.
+    pub pools: Vec<PoolSums>,
+    /// Pool updates since the sums were last recomputed from scratch.
+    pub pool_updates: usize,
+}
+
+impl Learning {
+    pub fn new(spec: &CampaignSpec, now_ms: u64) -> Self {
+        let window = u64::from(spec.reward_timeout_seconds) * 1000;
+        let half_life_ms = spec.decay_half_life_seconds.map(|h| f64::from(h) * 1000.0);
+        let mut l = Learning {
+            delay: DelayModel::new(window),
+            delay_dirty: false,
+            half_life_ms,
+            landmark_ms: 0,
+            bucket_ms: bucket_ms(window),
+            weights: None,
+            pools: vec![PoolSums::default(); spec.arms.len()],
+            pool_updates: 0,
+        };
+        l.landmark_ms = l.landmark_for(now_ms);
+        l
+    }
+
+    pub fn decays(&self) -> bool {
+        self.half_life_ms.is_some()
+    }
+
+    pub fn half_life_ms(&self) -> Option<f64> {
+        self.half_life_ms
+    }
+
+    pub fn widen(&mut self, arms: usize) {
+        self.pools.resize(arms, PoolSums::default());
+    }
+
+    fn landmark_for(&self, now_ms: u64) -> u64 {
+        match self.half_life_ms {
+            Some(h) => {
+                let span = (h * LANDMARK_SPAN_HALF_LIVES) as u64;
+                now_ms / span.max(1) * span.max(1)
+            }
+            None => 0,
+        }
+    }
+
+    /// The creation bucket of a decision.
+    pub fn bucket(&self, created_ms: u64) -> u64 {
+        bucket_of(created_ms, self.bucket_ms)
+    }
+
+    pub fn bucket_ms(&self) -> u64 {
+        self.bucket_ms
+    }
+
+    /// Forward-decay weight of an event at `t_ms`.
+    fn weight_at(&self, t_ms: u64) -> f64 {
+        match self.half_life_ms {
+            Some(h) => ((t_ms as f64 - self.landmark_ms as f64) / h).exp2(),
+            None => 1.0,
+        }
+    }
+
+    /// The factor that turns forward-decayed sums into their value at `now_ms`.
+    pub fn read_factor(&self, now_ms: u64) -> f64 {
+        match self.half_life_ms {
+            Some(h) => (-(now_ms as f64 - self.landmark_ms as f64) / h).exp2(),
+            None => 1.0,
+        }
+    }
+
+    /// Moves the landmark when the weights would grow too large, rescaling
+    /// every forward-decayed sum (`tallies` are all of the campaign's).
+    pub fn maybe_move_landmark<'a>(&mut self, now_ms: u64, tallies: impl Iterator<Item = &'a mut ArmTally>) {
+        let Some(h) = self.half_life_ms else {
+            return;
+        };
+        if (now_ms as f64 - self.landmark_ms as f64) < 2.0 * h * LANDMARK_SPAN_HALF_LIVES {
+            return;
+        }
+        let next = self.landmark_for(now_ms);
+        let factor = (-(next as f64 - self.landmark_ms as f64) / h).exp2();
+        for t in tallies {
+            t.decayed.n *= factor;
+            t.decayed.y *= factor;
+        }
+        self.landmark_ms = next;
+    }
+
+    /// What a pending decision of each recent bucket is worth at `now_ms`
+    /// (cached; recomputed when time moved by 1/64 of a bucket).
+    pub fn weights(&mut self, now_ms: u64) -> &BucketWeights {
+        if self.delay_dirty {
+            self.delay.rebuild();
+            self.delay_dirty = false;
+            self.weights = None;
+        }
+        let fresh = self
+            .weights
+            .as_ref()
+            .is_some_and(|(at, _)| now_ms >= *at && now_ms - *at < (self.bucket_ms / 64).max(1));
+        if !fresh {
+            self.weights = Some((now_ms, BucketWeights::at(now_ms, &self.delay, self.half_life_ms)));
+        }
+        match &self.weights {
+            Some((_, w)) => w,
+            None => unreachable!("set above"),
+        }
+    }
+
+    /// The evidence of one tally at `now_ms` (weights from [`Self::weights`]).
+    pub fn evidence(&self, t: &ArmTally, w: &BucketWeights, now_ms: u64) -> Evidence {
+        let pending = t.buckets.exposure(w);
+        if self.decays() {
+            let f = self.read_factor(now_ms);
+            Evidence {
+                n: t.decayed.n * f + pending,
+                y: t.decayed.y * f,
+            }
+        } else {
+            Evidence {
+                n: t.counts.n as f64 + pending,
+                y: t.counts.sum,
+            }
+        }
+    }
+
+    /// Counts a new pending decision.
+    pub fn add_pending(&self, t: &mut ArmTally, created_ms: u64) {
+        t.pending += 1;
+        t.buckets.add(self.bucket(created_ms));
+    }
+
+    /// Resolves a pending decision with `reward`.
+    pub fn resolve(&self, t: &mut ArmTally, created_ms: u64, reward: f64) {
+        t.pending = t.pending.saturating_sub(1);
+        t.buckets.remove(self.bucket(created_ms));
+        t.counts.add(reward);
+        if self.decays() {
+            let w = self.weight_at(created_ms);
+            t.decayed.n += w;
+            t.decayed.y += w * reward;
+        }
+    }
+
+    /// Learns the delay of a reward that arrived.
+    pub fn observe_delay(&mut self, created_ms: u64, now_ms: u64, reward: f64) {
+        if reward > 0.0 {
+            self.delay.observe(now_ms.saturating_sub(created_ms), reward);
+            self.delay_dirty = true;
+        }
+    }
+
+    /// What the journal persists of a tally at `now_ms`.
+    pub fn row(&self, t: &ArmTally, now_ms: u64) -> Row {
+        Row {
+            counts: t.counts,
+            decayed: self.decays().then(|| {
+                let f = self.read_factor(now_ms);
+                DecayedSums {
+                    n: t.decayed.n * f,
+                    sum: t.decayed.y * f,
+                    as_of_ms: now_ms,
+                }
+            }),
+        }
+    }
+
+    /// A tally's resolved sums from a persisted row.
+    pub fn load_row(&self, t: &mut ArmTally, row: &Row) {
+        t.counts = row.counts;
+        if let (true, Some(d)) = (self.decays(), row.decayed) {
+            let back = self.weight_at(d.as_of_ms);
+            t.decayed = Evidence {
+                n: d.n * back,
+                y: d.sum * back,
+            };
+        } else if self.decays() {
+            // No decayed sums stored (decay switched on later, or data of
+            // an older version): the undecayed counts, as of the landmark.
+            t.decayed = Evidence {
+                n: row.counts.n as f64,
+                y: row.counts.sum,
+            };
+        }
+    }
+}
