@@ -80,7 +80,7 @@ impl Pooling {
     pub fn from_strength(strength: Option<f64>) -> Self {
         match strength {
             None => Pooling::EmpiricalBayes,
-            Some(s) if s == 0.0 => Pooling::Off,
+            Some(0.0) => Pooling::Off,
             Some(strength) => Pooling::Fixed { strength },
         }
     }

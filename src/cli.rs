@@ -354,7 +354,7 @@ fn describe(c: &pb::Campaign) -> String {
     if let Some(pb::campaign::Policy::Thompson(t)) = &c.policy {
         let pooling = match t.segment_prior_strength {
             None => "an empirical-Bayes prior from the other segments".to_string(),
-            Some(s) if s == 0.0 => "nothing (no pooling)".to_string(),
+            Some(0.0) => "nothing (no pooling)".to_string(),
             Some(s) => format!("up to {s} observations"),
         };
         let _ = writeln!(

@@ -513,7 +513,10 @@ async fn state_survives_restart_and_delete_removes_it() {
     for (b, a) in before.segments.iter().zip(&after.segments) {
         assert_eq!(b.segment, a.segment);
         for (x, y) in b.arms.iter().zip(&a.arms) {
-            assert_eq!((&x.arm_id, x.pulls, x.pending, x.reward_sum), (&y.arm_id, y.pulls, y.pending, y.reward_sum));
+            assert_eq!(
+                (&x.arm_id, x.pulls, x.pending, x.reward_sum),
+                (&y.arm_id, y.pulls, y.pending, y.reward_sum)
+            );
             assert!((x.mean - y.mean).abs() < 1e-3, "{x:?} vs {y:?}");
         }
     }

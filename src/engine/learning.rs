@@ -124,7 +124,11 @@ impl Learning {
 
     /// Moves the landmark when the weights would grow too large, rescaling
     /// every forward-decayed sum (`tallies` are all of the campaign's).
-    pub fn maybe_move_landmark<'a>(&mut self, now_ms: u64, tallies: impl Iterator<Item = &'a mut ArmTally>) {
+    pub fn maybe_move_landmark<'a>(
+        &mut self,
+        now_ms: u64,
+        tallies: impl Iterator<Item = &'a mut ArmTally>,
+    ) {
         let Some(h) = self.half_life_ms else {
             return;
         };
@@ -153,7 +157,10 @@ impl Learning {
             .as_ref()
             .is_some_and(|(at, _)| now_ms >= *at && now_ms - *at < (self.bucket_ms / 64).max(1));
         if !fresh {
-            self.weights = Some((now_ms, BucketWeights::at(now_ms, &self.delay, self.half_life_ms)));
+            self.weights = Some((
+                now_ms,
+                BucketWeights::at(now_ms, &self.delay, self.half_life_ms),
+            ));
         }
         match &self.weights {
             Some((_, w)) => w,
@@ -199,7 +206,8 @@ impl Learning {
     /// Learns the delay of a reward that arrived.
     pub fn observe_delay(&mut self, created_ms: u64, now_ms: u64, reward: f64) {
         if reward > 0.0 {
-            self.delay.observe(now_ms.saturating_sub(created_ms), reward);
+            self.delay
+                .observe(now_ms.saturating_sub(created_ms), reward);
             self.delay_dirty = true;
         }
     }

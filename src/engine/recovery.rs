@@ -35,7 +35,8 @@ impl Engine {
                 }
                 let arms = st.spec.arms.len();
                 if let Some(bins) = c.delay.take() {
-                    st.learning.delay = crate::policy::delay::DelayModel::from_bins(st.timeout_ms(), bins);
+                    st.learning.delay =
+                        crate::policy::delay::DelayModel::from_bins(st.timeout_ms(), bins);
                 }
                 for (segment, arm, row) in std::mem::take(&mut c.rows) {
                     if (segment as usize) < st.segments.len() && (arm as usize) < arms {

@@ -348,7 +348,11 @@ impl CampaignState {
                 means.clear();
                 for &a in &self.scratch_arms {
                     let t = if named {
-                        self.segments[segment as usize].arms.get(a).copied().unwrap_or_default()
+                        self.segments[segment as usize]
+                            .arms
+                            .get(a)
+                            .copied()
+                            .unwrap_or_default()
                     } else {
                         self.aggregate[a]
                     };
@@ -510,7 +514,11 @@ impl CampaignState {
         self.learning.widen(arms);
         let current: Vec<Evidence> = (0..arms)
             .map(|a| {
-                let t = self.segments[segment as usize].arms.get(a).copied().unwrap_or_default();
+                let t = self.segments[segment as usize]
+                    .arms
+                    .get(a)
+                    .copied()
+                    .unwrap_or_default();
                 self.learning.evidence(&t, w, now_ms)
             })
             .collect();
@@ -571,7 +579,11 @@ impl CampaignState {
     fn repool_arm(&mut self, segment: u32, arm: usize, w: &BucketWeights, now_ms: u64) {
         let arms = self.spec.arms.len();
         self.learning.widen(arms);
-        let t = self.segments[segment as usize].arms.get(arm).copied().unwrap_or_default();
+        let t = self.segments[segment as usize]
+            .arms
+            .get(arm)
+            .copied()
+            .unwrap_or_default();
         let ev = self.learning.evidence(&t, w, now_ms);
         let seg = &mut self.segments[segment as usize];
         seg.pooled.resize(arms, Evidence::default());

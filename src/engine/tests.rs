@@ -607,3 +607,44 @@ fn a_reused_caller_id_stays_with_its_new_owner() {
         RewardOutcome::Duplicate
     );
 }
+
+// The logged Thompson propensity is the probability the arm was drawn
+// with: the inverse-propensity estimate of every arm's rate from the logged
+// decisions is unbiased. Offers at 10/8/6%, rewards flowing, 60 seeds of
+// 4,000 decisions: per arm, the mean of the per-seed estimates is within 3
+// standard errors (across seeds) of the true rate. (IPS estimates of a
+// rarely chosen arm are skewed, so single seeds mostly fall short and a
+// few overshoot; only their average is unbiased.) A propensity estimated
+// apart from the draw was 7.8 standard errors off.
+#[test]
+fn logged_thompson_propensities_give_unbiased_ips_estimates() {
+    use rand::Rng;
+    let rates = [0.10, 0.08, 0.06];
+    let seeds = 60u64;
+    let mut estimates = vec![Vec::new(); 3];
+    for seed in 0..seeds {
+        let clock = Arc::new(AtomicU64::new(1_000));
+        let e = Engine::in_memory(options(&clock, seed, Mode::Default));
+        e.create_campaign(spec("c", 3, 60, 0.0)).expect("create");
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x1b5);
+        let n = 4_000;
+        let mut sums = [0.0; 3];
+        for _ in 0..n {
+            let d = e.choose(&req("c", "")).expect("choose");
+            assert!(d.propensity >= crate::campaign::DEFAULT_EXPLORATION_FLOOR - 1e-12);
+            let r = f64::from(u8::from(rng.random::<f64>() < rates[d.arm]));
+            e.reward(&d.decision_id, r).expect("reward");
+            sums[d.arm] += r / d.propensity;
+        }
+        for k in 0..3 {
+            estimates[k].push(sums[k] / n as f64);
+        }
+    }
+    for (k, est) in estimates.iter().enumerate() {
+        let m = est.iter().sum::<f64>() / seeds as f64;
+        let sd = (est.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (seeds - 1) as f64).sqrt();
+        let z = (m - rates[k]) / (sd / (seeds as f64).sqrt());
+        eprintln!("arm {k}: IPS mean {m:.4} (true {}), z {z:.2}", rates[k]);
+        assert!(z.abs() < 3.0, "arm {k}: z {z:.2}");
+    }
+}

@@ -374,7 +374,9 @@ pub fn upgrade_spec_json(json: &mut serde_json::Value) {
         return;
     }
     if let Some(strength) = policy.remove("segment_prior_strength") {
-        let s = strength.as_f64().unwrap_or(crate::policy::pooling::FALLBACK_STRENGTH);
+        let s = strength
+            .as_f64()
+            .unwrap_or(crate::policy::pooling::FALLBACK_STRENGTH);
         let pooling = if s == 0.0 {
             serde_json::json!({ "kind": "off" })
         } else if s == crate::policy::pooling::FALLBACK_STRENGTH {
@@ -389,7 +391,9 @@ pub fn upgrade_spec_json(json: &mut serde_json::Value) {
         .or_insert(serde_json::json!({ "kind": "empirical_bayes" }));
     policy
         .entry("exploration_floor")
-        .or_insert(serde_json::json!(crate::campaign::DEFAULT_EXPLORATION_FLOOR));
+        .or_insert(serde_json::json!(
+            crate::campaign::DEFAULT_EXPLORATION_FLOOR
+        ));
 }
 
 /// Splits `bytes` into chunks of at most [`MAX_VALUE_BYTES`] (at least one).
@@ -426,7 +430,8 @@ pub fn decode_row(key: &[u8], v: &[u8]) -> Result<Row, StoreError> {
         })
     };
     r.end()?;
-    let finite = counts.sum.is_finite() && decayed.is_none_or(|d| d.n.is_finite() && d.sum.is_finite());
+    let finite =
+        counts.sum.is_finite() && decayed.is_none_or(|d| d.n.is_finite() && d.sum.is_finite());
     if !finite {
         return Err(corrupt(key, "non-finite reward sum"));
     }
@@ -435,7 +440,9 @@ pub fn decode_row(key: &[u8], v: &[u8]) -> Result<Row, StoreError> {
 
 /// The delay histogram's bin counts.
 pub fn encode_delay(bins: &[f64]) -> Vec<u8> {
-    bins.iter().flat_map(|b| b.to_bits().to_be_bytes()).collect()
+    bins.iter()
+        .flat_map(|b| b.to_bits().to_be_bytes())
+        .collect()
 }
 
 pub fn decode_delay(key: &[u8], v: &[u8]) -> Result<Vec<f64>, StoreError> {

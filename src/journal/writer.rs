@@ -7,10 +7,10 @@
 //! that a row is encoded once per batch however many rewards moved it.
 
 use super::format::{self, DecisionEntry, LinearStats, OutcomeEntry, Position, Resolution};
-use crate::policy::delay::DelayModel;
 use super::{Change, Mode, Shared};
 use crate::campaign::{CampaignSpec, PolicySpec};
 use crate::error::StoreError;
+use crate::policy::delay::DelayModel;
 use crate::store::{Op, Store};
 use crate::FastMap;
 use std::collections::{BTreeMap, VecDeque};
@@ -80,7 +80,9 @@ impl Layout {
     /// Widens the shadow ridge statistics to the spec's arms.
     pub fn fit_spec(&mut self, spec: &CampaignSpec) {
         if self.delay.is_none() {
-            self.delay = Some(DelayModel::new(u64::from(spec.reward_timeout_seconds) * 1000));
+            self.delay = Some(DelayModel::new(
+                u64::from(spec.reward_timeout_seconds) * 1000,
+            ));
         }
         if let PolicySpec::LinUcb {
             lambda, features, ..

@@ -198,7 +198,11 @@ mod tests {
         for hours in [0.5, 1.0, 2.0, 4.0, 8.0, 20.0] {
             let e = hours * 3_600_000.0;
             let want = (1.0 - (-e / mean).exp()) / z;
-            assert!((m.cdf(e) - want).abs() < 0.015, "{hours} h: {} vs {want}", m.cdf(e));
+            assert!(
+                (m.cdf(e) - want).abs() < 0.015,
+                "{hours} h: {} vs {want}",
+                m.cdf(e)
+            );
         }
         // The mean over the first hour is below G(1 h) and above G(0).
         let g = m.mean_cdf(0.0, 3_600_000.0);

@@ -120,7 +120,10 @@ impl BucketWeights {
                 break;
             };
             let start = (id * width) as f64;
-            let (age_lo, age_hi) = (now_ms as f64 - (start + width as f64), now_ms as f64 - start);
+            let (age_lo, age_hi) = (
+                now_ms as f64 - (start + width as f64),
+                now_ms as f64 - start,
+            );
             *wi = delay.mean_cdf(age_lo, age_hi) * decay(0.5 * (age_lo.max(0.0) + age_hi));
         }
         BucketWeights {
@@ -183,7 +186,10 @@ mod tests {
         assert_eq!(p.count(), 2);
         let w = BucketWeights::at(50_000, &model, None);
         let e = p.exposure(&w);
-        assert!((e - 1.0).abs() < 0.05, "the old one counts fully, the new one barely: {e}");
+        assert!(
+            (e - 1.0).abs() < 0.05,
+            "the old one counts fully, the new one barely: {e}"
+        );
         p.remove(bucket_of(0, width));
         p.remove(bucket_of(50_000, width));
         assert_eq!(p.count(), 0);
@@ -200,6 +206,9 @@ mod tests {
         let plain = p.exposure(&BucketWeights::at(10_000, &model, None));
         let decayed = p.exposure(&BucketWeights::at(10_000, &model, Some(5_000.0)));
         assert!((plain - 1.0).abs() < 1e-9);
-        assert!((decayed - (-1_600.0f64 / 5_000.0).exp2()).abs() < 1e-9, "{decayed}");
+        assert!(
+            (decayed - (-1_600.0f64 / 5_000.0).exp2()).abs() < 1e-9,
+            "{decayed}"
+        );
     }
 }

@@ -664,7 +664,11 @@ pub fn choose_lints_exact(
     epsilon: f64,
     rng: &mut impl Rng,
 ) -> Option<LinearChoice> {
-    if !(v.is_finite() && v >= 0.0 && (0.0..=1.0).contains(&epsilon) && valid_inputs(arms, active, x)) {
+    if !(v.is_finite()
+        && v >= 0.0
+        && (0.0..=1.0).contains(&epsilon)
+        && valid_inputs(arms, active, x))
+    {
         return None;
     }
     let k = active.len();

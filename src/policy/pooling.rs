@@ -105,7 +105,11 @@ pub fn estimate(others: &PoolSums, alpha0: f64, beta0: f64) -> Option<PooledPrio
         } else {
             1.0
         };
-        let m = if rho <= 0.0 { f64::INFINITY } else { (1.0 - rho) / rho };
+        let m = if rho <= 0.0 {
+            f64::INFINITY
+        } else {
+            (1.0 - rho) / rho
+        };
         m.min(others.n).min(MAX_STRENGTH)
     };
     Some(PooledPrior { mean, strength })
@@ -136,7 +140,10 @@ mod tests {
         }
         let p = estimate(&same, 1.0, 1.0).expect("prior");
         assert!((p.mean - 0.05).abs() < 0.003, "{p:?}");
-        assert!(p.strength > 2_000.0, "agreeing segments pool strongly: {p:?}");
+        assert!(
+            p.strength > 2_000.0,
+            "agreeing segments pool strongly: {p:?}"
+        );
 
         // True M = 20: p_g ~ Beta(1, 19), mean 0.05.
         let beta = rand_distr::Beta::new(1.0, 19.0).expect("beta");
@@ -150,7 +157,10 @@ mod tests {
         }
         let p = estimate(&spread, 1.0, 1.0).expect("prior");
         assert!((p.mean - 0.05).abs() < 0.01, "{p:?}");
-        assert!((10.0..40.0).contains(&p.strength), "disagreeing segments pool weakly: {p:?}");
+        assert!(
+            (10.0..40.0).contains(&p.strength),
+            "disagreeing segments pool weakly: {p:?}"
+        );
     }
 
     // Leave-one-out removes a segment's own contribution exactly, and an

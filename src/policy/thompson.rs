@@ -365,10 +365,16 @@ mod tests {
                     alpha: f64::from(a1),
                     beta: b1,
                 },
-                BetaParams { alpha: a2, beta: b2 },
+                BetaParams {
+                    alpha: a2,
+                    beta: b2,
+                },
             ];
             let q = prob_best_exact(&post, 96);
-            assert!((q[0] - exact).abs() < 1e-4, "{a1},{b1} vs {a2},{b2}: {q:?} vs {exact}");
+            assert!(
+                (q[0] - exact).abs() < 1e-4,
+                "{a1},{b1} vs {a2},{b2}: {q:?} vs {exact}"
+            );
             let rough = prob_best_exact(&post, 24);
             assert!((rough[0] - exact).abs() < 2e-3, "{rough:?} vs {exact}");
         }
@@ -404,7 +410,10 @@ mod tests {
         }
         for (h, p) in hits.iter().zip(&probs) {
             let f = f64::from(*h) / f64::from(n);
-            assert!((f - p).abs() < 4.0 * (p * (1.0 - p) / f64::from(n)).sqrt() + 1e-4, "{f} vs {p}");
+            assert!(
+                (f - p).abs() < 4.0 * (p * (1.0 - p) / f64::from(n)).sqrt() + 1e-4,
+                "{f} vs {p}"
+            );
         }
         let mut uniform = vec![1.0, 0.0];
         with_floor(&mut uniform, 0.9);

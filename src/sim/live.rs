@@ -143,12 +143,18 @@ pub async fn run_live(scenario: &Scenario, opts: &LiveOptions) -> Result<LiveRep
                         retired: false,
                     })
                     .collect(),
-                policy: Some(pb::campaign::Policy::Thompson(
-                    pb::ThompsonSampling::default(),
-                )),
+                policy: Some(pb::campaign::Policy::Thompson(pb::ThompsonSampling {
+                    segment_prior_strength: scenario.campaign.pooling.and_then(|p| p.strength()),
+                    exploration_floor: scenario.campaign.exploration_floor,
+                    ..pb::ThompsonSampling::default()
+                })),
                 reward_timeout_seconds: timeout_s,
                 default_reward: 0.0,
-                decay_half_life_seconds: None,
+                // Simulated time runs `speedup` times faster.
+                decay_half_life_seconds: scenario
+                    .campaign
+                    .decay_half_life_seconds
+                    .map(|h| ((f64::from(h) / opts.speedup).ceil() as u32).max(60)),
             }),
         })
         .await

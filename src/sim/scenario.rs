@@ -64,6 +64,20 @@ pub struct Scenario {
     pub response: Response,
     pub delay: Delay,
     pub drift: Vec<Drift>,
+    /// `[campaign]`: settings of every bandit strategy's campaign.
+    pub campaign: CampaignSettings,
+}
+
+/// Campaign settings a scenario applies to every bandit strategy (unset:
+/// the daemon's defaults).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CampaignSettings {
+    /// Thompson, per-segment Thompson and ε-greedy (not LinUCB).
+    pub decay_half_life_seconds: Option<u32>,
+    /// Thompson strategies.
+    pub exploration_floor: Option<f64>,
+    /// Per-segment Thompson.
+    pub pooling: Option<crate::campaign::Pooling>,
 }
 
 #[derive(Debug, Clone)]

@@ -28,6 +28,16 @@ pub(super) struct Raw {
     pub(super) delay: Option<Spanned<RawDelay>>,
     #[serde(default)]
     pub(super) drift: Vec<Spanned<RawDrift>>,
+    pub(super) campaign: Option<RawCampaign>,
+}
+
+/// `[campaign]`: settings applied to every bandit strategy's campaign.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCampaign {
+    pub(super) decay_half_life_hours: Option<Spanned<f64>>,
+    pub(super) exploration_floor: Option<Spanned<f64>>,
+    pub(super) segment_prior_strength: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -308,6 +318,7 @@ pub(super) fn parse(src: &str) -> Result<Scenario, ScenarioError> {
     let response = super::scenario_model::response(&cx, &raw, &offers, &segments, &features)?;
     let (delay, drift) =
         super::scenario_model::delay_and_drift(&cx, &raw, &offers, &segments, days)?;
+    let campaign = campaign_settings(&cx, raw.campaign.as_ref())?;
     Ok(Scenario {
         name,
         description: raw.description,
@@ -319,5 +330,50 @@ pub(super) fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         response,
         delay,
         drift,
+        campaign,
     })
+}
+
+fn campaign_settings(
+    cx: &Ctx<'_>,
+    raw: Option<&RawCampaign>,
+) -> Result<super::scenario::CampaignSettings, ScenarioError> {
+    let mut out = super::scenario::CampaignSettings::default();
+    let Some(raw) = raw else {
+        return Ok(out);
+    };
+    if let Some(h) = &raw.decay_half_life_hours {
+        let v = *h.get_ref();
+        if !(v.is_finite() && (1.0 / 60.0..=87_600.0).contains(&v)) {
+            return cx.err(
+                h.span(),
+                "campaign.decay_half_life_hours",
+                "must be in [1/60, 87600]",
+            );
+        }
+        out.decay_half_life_seconds = Some((v * 3600.0).round() as u32);
+    }
+    if let Some(f) = &raw.exploration_floor {
+        let v = *f.get_ref();
+        if !(v.is_finite() && (0.0..=0.5).contains(&v)) {
+            return cx.err(
+                f.span(),
+                "campaign.exploration_floor",
+                "must be in [0, 0.5]",
+            );
+        }
+        out.exploration_floor = Some(v);
+    }
+    if let Some(m) = &raw.segment_prior_strength {
+        let v = *m.get_ref();
+        if !(v.is_finite() && (0.0..=1e6).contains(&v)) {
+            return cx.err(
+                m.span(),
+                "campaign.segment_prior_strength",
+                "must be in [0, 1e6] (0: no pooling)",
+            );
+        }
+        out.pooling = Some(crate::campaign::Pooling::from_strength(Some(v)));
+    }
+    Ok(out)
 }

@@ -11,7 +11,7 @@
 use super::abtest;
 use super::population::Customer;
 use super::scenario::Scenario;
-use crate::campaign::{ArmSpec, CampaignSpec, PolicySpec};
+use crate::campaign::{ArmSpec, CampaignSpec, PolicySpec, Pooling, DEFAULT_EXPLORATION_FLOOR};
 use crate::engine::{ChooseRequest, Clock, Engine, EngineOptions};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -153,7 +153,15 @@ impl Decider {
             StrategyKind::AbTest | StrategyKind::Uniform => PolicySpec::Uniform,
             StrategyKind::EpsilonGreedy => PolicySpec::EpsilonGreedy { epsilon: 0.1 },
             StrategyKind::ThompsonCampaign | StrategyKind::ThompsonSegment => {
-                PolicySpec::thompson_default()
+                PolicySpec::Thompson {
+                    prior_alpha: 1.0,
+                    prior_beta: 1.0,
+                    pooling: s.campaign.pooling.unwrap_or(Pooling::EmpiricalBayes),
+                    exploration_floor: s
+                        .campaign
+                        .exploration_floor
+                        .unwrap_or(DEFAULT_EXPLORATION_FLOOR),
+                }
             }
             StrategyKind::LinUcb => PolicySpec::LinUcb {
                 alpha: 0.5,
@@ -190,7 +198,12 @@ impl Decider {
             policy,
             reward_timeout_seconds: timeout_seconds,
             default_reward: 0.0,
-            decay_half_life_seconds: None,
+            decay_half_life_seconds: match kind {
+                StrategyKind::ThompsonCampaign
+                | StrategyKind::ThompsonSegment
+                | StrategyKind::EpsilonGreedy => s.campaign.decay_half_life_seconds,
+                _ => None,
+            },
         })?;
         let contextual = kind == StrategyKind::LinUcb;
         Ok(Decider::Engine(Box::new(EngineDecider {
