@@ -84,6 +84,7 @@ impl Engine {
             );
         }
         let context: Option<Arc<[f64]>> = x.map(Arc::from);
+        let context_for_linear = context.clone();
         self.append(|| Change::Decision {
             uid: cell.uid,
             at,
@@ -114,6 +115,9 @@ impl Engine {
             },
         );
         st.add_pending(segment, pick.arm, created_ms);
+        if let Some(x) = &context_for_linear {
+            st.add_pending_linear(pick.arm, x, created_ms);
+        }
         Ok(Choice {
             decision_id: caller_id.unwrap_or_else(|| own_id(cell.uid, at)),
             arm: pick.arm,

@@ -51,6 +51,8 @@ pub struct Learning {
     landmark_ms: u64,
     bucket_ms: u64,
     weights: Option<(u64, BucketWeights)>,
+    /// When the contextual arms' pending weights were last recomputed.
+    linear_weighed_ms: u64,
     /// Per arm, the named segments' evidence as of their last refresh.
     pub pools: Vec<PoolSums>,
     /// Pool updates since the sums were last recomputed from scratch.
@@ -68,6 +70,7 @@ impl Learning {
             landmark_ms: 0,
             bucket_ms: bucket_ms(window),
             weights: None,
+            linear_weighed_ms: 0,
             pools: vec![PoolSums::default(); spec.arms.len()],
             pool_updates: 0,
         };
@@ -166,6 +169,39 @@ impl Learning {
             Some((_, w)) => w,
             None => unreachable!("set above"),
         }
+    }
+
+    /// Contextual campaigns split the window into this many buckets (each
+    /// arm keeps a d×d matrix per bucket).
+    pub const LINEAR_BUCKETS: usize = 4;
+
+    /// The contextual bucket of a decision.
+    pub fn linear_bucket(&self, created_ms: u64) -> u64 {
+        bucket_of(
+            created_ms,
+            (self.delay.window_ms() / Self::LINEAR_BUCKETS as u64).max(1),
+        )
+    }
+
+    /// The contextual arms' pending weights at `now_ms`, when it is time to
+    /// recompute them (every 1/16 of the window), else `None`.
+    pub fn linear_weights_due(&mut self, now_ms: u64) -> Option<BucketWeights> {
+        let every = (self.delay.window_ms() / 16).max(1);
+        if now_ms < self.linear_weighed_ms + every && self.linear_weighed_ms != 0 {
+            return None;
+        }
+        self.linear_weighed_ms = now_ms.max(1);
+        if self.delay_dirty {
+            self.delay.rebuild();
+            self.delay_dirty = false;
+            self.weights = None;
+        }
+        Some(BucketWeights::at_with(
+            now_ms,
+            &self.delay,
+            self.half_life_ms,
+            Self::LINEAR_BUCKETS,
+        ))
     }
 
     /// The evidence of one tally at `now_ms` (weights from [`Self::weights`]).

@@ -129,6 +129,9 @@ impl Engine {
                     decisions += 1;
                     if status == DecisionStatus::Pending {
                         st.add_pending(segment, usize::from(arm), d.entry.created_ms);
+                        if let Some(x) = &d.entry.context {
+                            st.add_pending_linear(usize::from(arm), x, d.entry.created_ms);
+                        }
                     }
                     if let Some(id) = caller_id {
                         self.foreign.insert(

@@ -102,8 +102,8 @@ impl Engine {
             now,
             resolution == Resolution::Rewarded,
         );
-        if let (Some(x), Some(stats)) = (&context, st.linear.get_mut(usize::from(arm))) {
-            stats.update(x, reward);
+        if let Some(x) = &context {
+            st.resolve_linear(usize::from(arm), x, created_ms, reward);
         }
         self.append(|| Change::Outcome {
             uid: cell.uid,

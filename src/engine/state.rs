@@ -375,6 +375,7 @@ impl CampaignState {
                 epsilon,
                 ..
             } => {
+                self.reweigh_linear(now_ms);
                 let params = LinUcbParams {
                     alpha,
                     lambda,
@@ -386,6 +387,7 @@ impl CampaignState {
                 self.linear_pick(choice)
             }
             PolicySpec::LinTs { scale, epsilon, .. } => {
+                self.reweigh_linear(now_ms);
                 let choice = x.and_then(|x| {
                     linucb::choose_lints_exact(
                         &self.linear,
@@ -398,6 +400,34 @@ impl CampaignState {
                 });
                 self.linear_pick(choice)
             }
+        }
+    }
+
+    /// Moves the contextual arms' pending decisions to their weights at
+    /// `now_ms`, when due (see `Learning::linear_weights_due`).
+    fn reweigh_linear(&mut self, now_ms: u64) {
+        if let Some(w) = self.learning.linear_weights_due(now_ms) {
+            for arm in &mut self.linear {
+                if !arm.pending.is_empty() {
+                    arm.reweigh(|id| w.weight(id));
+                }
+            }
+        }
+    }
+
+    /// Counts a pending contextual decision in its arm's ridge statistics.
+    pub fn add_pending_linear(&mut self, arm: usize, x: &[f64], created_ms: u64) {
+        let bucket = self.learning.linear_bucket(created_ms);
+        if let Some(l) = self.linear.get_mut(arm) {
+            l.add_pending(x, bucket);
+        }
+    }
+
+    /// Learns a contextual outcome in the arm's ridge statistics.
+    pub fn resolve_linear(&mut self, arm: usize, x: &[f64], created_ms: u64, reward: f64) {
+        let bucket = self.learning.linear_bucket(created_ms);
+        if let Some(l) = self.linear.get_mut(arm) {
+            l.resolve_pending(x, bucket, reward);
         }
     }
 
@@ -555,7 +585,13 @@ impl CampaignState {
     ) -> Row {
         self.maybe_move_landmark(now_ms);
         if rewarded {
-            self.learning.observe_delay(created_ms, now_ms, reward);
+            let contextual = !self.spec.policy.features().is_empty();
+            let weight = if contextual {
+                f64::from(u8::from(reward > 0.0))
+            } else {
+                reward
+            };
+            self.learning.observe_delay(created_ms, now_ms, weight);
         }
         let learning = &self.learning;
         let seg = &mut self.segments[segment as usize];

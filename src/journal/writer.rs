@@ -271,8 +271,15 @@ impl Writer {
             layout.linear_dirty[usize::from(arm)] = true;
         }
         if let (Resolution::Rewarded, Some(delay)) = (o.resolution, layout.delay.as_mut()) {
-            if o.reward > 0.0 {
-                delay.observe(o.at_ms.saturating_sub(created_ms), o.reward);
+            // As `engine::state::learn`: the reward for rates, 1 per reward
+            // for contextual campaigns.
+            let weight = if layout.linear.is_empty() {
+                o.reward
+            } else {
+                f64::from(u8::from(o.reward > 0.0))
+            };
+            if weight > 0.0 {
+                delay.observe(o.at_ms.saturating_sub(created_ms), weight);
                 layout.delay_dirty = true;
             }
         }

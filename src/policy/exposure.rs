@@ -93,6 +93,8 @@ pub struct BucketWeights {
     current: u64,
     /// `w[i]`: weight of bucket id `current − i`.
     w: [f64; RING],
+    /// Buckets in use in `w`.
+    len: usize,
     /// Weight of anything older.
     beyond: f64,
 }
@@ -111,11 +113,23 @@ impl BucketWeights {
     /// Weights at `now_ms`: the mean of G over each bucket's ages, times the
     /// decay at the bucket's middle age when `half_life_ms` is set.
     pub fn at(now_ms: u64, delay: &DelayModel, half_life_ms: Option<f64>) -> Self {
-        let width = bucket_ms(delay.window_ms());
+        Self::at_with(now_ms, delay, half_life_ms, BUCKETS)
+    }
+
+    /// [`Self::at`] for a coarser split of the window into `buckets`
+    /// (at most [`BUCKETS`]); bucket ids are then `created / (window / buckets)`.
+    pub fn at_with(
+        now_ms: u64,
+        delay: &DelayModel,
+        half_life_ms: Option<f64>,
+        buckets: usize,
+    ) -> Self {
+        let buckets = buckets.clamp(1, BUCKETS);
+        let width = (delay.window_ms() / buckets as u64).max(1);
         let current = bucket_of(now_ms, width);
         let decay = |age: f64| half_life_ms.map_or(1.0, |h| (-age / h).exp2());
         let mut w = [0.0; RING];
-        for (i, wi) in w.iter_mut().enumerate() {
+        for (i, wi) in w.iter_mut().enumerate().take(buckets + 1) {
             let Some(id) = current.checked_sub(i as u64) else {
                 break;
             };
@@ -129,13 +143,15 @@ impl BucketWeights {
         BucketWeights {
             current,
             w,
+            len: buckets + 1,
             beyond: decay(delay.window_ms() as f64),
         }
     }
 
-    fn weight(&self, id: u64) -> f64 {
+    /// The weight of bucket id `id`.
+    pub fn weight(&self, id: u64) -> f64 {
         match self.current.checked_sub(id) {
-            Some(i) if (i as usize) < RING => self.w[i as usize],
+            Some(i) if (i as usize) < self.len => self.w[i as usize],
             Some(_) => self.beyond,
             // A bucket in the future (a clock that went back): no evidence yet.
             None => 0.0,

@@ -31,6 +31,7 @@
 
 use rand::Rng;
 use rand_distr::StandardNormal;
+use std::collections::BTreeMap;
 
 /// Number of Sherman–Morrison updates after which `A⁻¹` is recomputed from `A`.
 pub const REFACTOR_EVERY: u32 = 1024;
@@ -103,6 +104,21 @@ pub struct LinearArm {
     pub reward_sum: f64,
     /// Sum of their squares (the residual noise, see [`Self::residual_sd`]).
     pub reward_sq_sum: f64,
+    /// Decisions still waiting for their reward, by creation bucket: each
+    /// counts in the effective `A` (whose inverse `a_inv` is) with its
+    /// bucket's weight, the share of conversions that would have arrived
+    /// by its age. Rebuilt from the pending decisions; never persisted.
+    pub pending: BTreeMap<u64, PendingBucket>,
+}
+
+/// The pending decisions of one arm created in one time bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingBucket {
+    /// Σ x xᵀ, `d*d` row-major.
+    pub xx: Vec<f64>,
+    pub count: u32,
+    /// The weight with which `xx` is in the effective `A` now.
+    pub weight: f64,
 }
 
 impl LinearArm {
@@ -136,6 +152,7 @@ impl LinearArm {
             pulls: 0,
             reward_sum: 0.0,
             reward_sq_sum: 0.0,
+            pending: BTreeMap::new(),
         }
     }
 
@@ -166,6 +183,7 @@ impl LinearArm {
             pulls,
             reward_sum,
             reward_sq_sum,
+            pending: BTreeMap::new(),
         };
         match arm.refactor() {
             InverseMethod::Failed => Err(LinearError::Malformed),
@@ -213,6 +231,23 @@ impl LinearArm {
             self.reward_sq_sum += reward * reward;
             return Ok(());
         }
+        self.learn_into_a(x, reward)?;
+        self.rank_one(x, 1.0);
+        Ok(())
+    }
+
+    /// `A += x xᵀ`, `b += r x` and the tallies, leaving the inverse alone.
+    fn learn_into_a(&mut self, x: &[f64], reward: f64) -> Result<(), LinearError> {
+        let d = self.dim();
+        if x.len() != d {
+            return Err(LinearError::DimensionMismatch {
+                expected: d,
+                got: x.len(),
+            });
+        }
+        if !reward.is_finite() || x.iter().any(|v| !v.is_finite()) {
+            return Err(LinearError::NonFinite);
+        }
         for ((row, bi), &xi) in self.a.chunks_exact_mut(d).zip(self.b.iter_mut()).zip(x) {
             *bi += reward * xi;
             for (aij, &xj) in row.iter_mut().zip(x) {
@@ -223,20 +258,97 @@ impl LinearArm {
         self.reward_sum += reward;
         self.reward_sq_sum += reward * reward;
         self.updates_since_refactor = self.updates_since_refactor.saturating_add(1);
+        Ok(())
+    }
 
+    /// `A_eff += c·x xᵀ` in the cached inverse (Sherman–Morrison, or a
+    /// refactor when due or when the result looks broken).
+    fn rank_one(&mut self, x: &[f64], c: f64) {
+        let d = self.dim();
+        if c <= 0.0 || d == 0 {
+            return;
+        }
         let healthy = if self.updates_since_refactor >= REFACTOR_EVERY || !self.inverse_diag_ok() {
             false
         } else if d <= STACK_DIM {
             let mut buf = [0.0; STACK_DIM];
-            self.sherman_morrison(x, &mut buf[..d])
+            self.sherman_morrison(x, c, &mut buf[..d])
         } else {
             let mut buf = vec![0.0; d];
-            self.sherman_morrison(x, &mut buf)
+            self.sherman_morrison(x, c, &mut buf)
         };
         if !healthy {
             self.refactor();
         }
-        Ok(())
+    }
+
+    /// Counts a pending decision with context `x` created in `bucket`. It
+    /// enters the effective `A` with its bucket's current weight (0 for a
+    /// new bucket); [`Self::reweigh`] moves the weights with time.
+    pub fn add_pending(&mut self, x: &[f64], bucket: u64) {
+        let d = self.dim();
+        if x.len() != d || x.iter().any(|v| !v.is_finite()) {
+            return;
+        }
+        let entry = self.pending.entry(bucket).or_insert_with(|| PendingBucket {
+            xx: vec![0.0; d * d],
+            count: 0,
+            weight: 0.0,
+        });
+        add_outer(&mut entry.xx, x, 1.0);
+        entry.count += 1;
+        let w = entry.weight;
+        self.updates_since_refactor = self.updates_since_refactor.saturating_add(1);
+        self.rank_one(x, w);
+    }
+
+    /// Learns the outcome of a pending decision counted by
+    /// [`Self::add_pending`]: its `x xᵀ` moves from the bucket (where it
+    /// had the bucket's weight) to the resolved `A` (weight 1).
+    pub fn resolve_pending(&mut self, x: &[f64], bucket: u64, reward: f64) {
+        let d = self.dim();
+        let w = match self.pending.get_mut(&bucket) {
+            Some(e) if x.len() == d => {
+                add_outer(&mut e.xx, x, -1.0);
+                e.count = e.count.saturating_sub(1);
+                let w = e.weight;
+                if e.count == 0 {
+                    self.pending.remove(&bucket);
+                }
+                w
+            }
+            _ => 0.0,
+        };
+        // The resolved A gains x xᵀ; the effective A gains only the share
+        // the pending decision did not have yet.
+        if self.learn_into_a(x, reward).is_ok() {
+            self.rank_one(x, 1.0 - w);
+        }
+    }
+
+    /// Sets every pending bucket's weight (`weight(bucket)`) and recomputes
+    /// the inverse of the effective `A`. O(d³ + buckets·d²).
+    pub fn reweigh(&mut self, weight: impl Fn(u64) -> f64) {
+        for (id, e) in self.pending.iter_mut() {
+            e.weight = weight(*id).clamp(0.0, 1.0);
+        }
+        self.refactor();
+    }
+
+    /// `A + Σ weight·(Σ x xᵀ)` over the pending buckets.
+    fn effective_a(&self) -> std::borrow::Cow<'_, [f64]> {
+        if self.pending.values().all(|e| e.weight == 0.0) {
+            return std::borrow::Cow::Borrowed(&self.a);
+        }
+        let mut a = self.a.clone();
+        for e in self.pending.values() {
+            if e.weight > 0.0 {
+                for (ai, xi) in a.iter_mut().zip(&e.xx) {
+                    *ai += e.weight * xi;
+                }
+            }
+        }
+        std::borrow::Cow::Owned(a)
     }
 
     /// Diagonal of `a_inv` positive and finite (a cheap O(d) health check).
@@ -248,16 +360,17 @@ impl LinearArm {
         })
     }
 
-    /// Rank-1 update of `a_inv` for `A += x xᵀ`; `u` is scratch of length d.
-    /// Returns false when the result cannot be trusted (caller refactors).
-    fn sherman_morrison(&mut self, x: &[f64], u: &mut [f64]) -> bool {
+    /// Rank-1 update of `a_inv` for `A += c·x xᵀ` (c > 0); `u` is scratch
+    /// of length d. Returns false when the result cannot be trusted (caller
+    /// refactors).
+    fn sherman_morrison(&mut self, x: &[f64], c: f64, u: &mut [f64]) -> bool {
         let d = x.len();
         let mut quad = 0.0;
         for ((ui, row), &xi) in u.iter_mut().zip(self.a_inv.chunks_exact(d)).zip(x) {
             *ui = dot(row, x);
             quad += xi * *ui;
         }
-        let denom = 1.0 + quad;
+        let denom = 1.0 / c + quad;
         debug_assert!(
             denom >= 1.0 - DENOM_SLACK,
             "Sherman–Morrison denominator {denom} < 1: cached A⁻¹ is not positive definite"
@@ -355,10 +468,11 @@ impl LinearArm {
             return InverseMethod::Failed;
         }
         let d = self.dim();
-        if let Some(l) = cholesky(&self.a, d) {
+        let a = self.effective_a();
+        if let Some(l) = cholesky(&a, d) {
             self.a_inv = inverse_from_cholesky(&l, d);
             InverseMethod::Cholesky
-        } else if let Some(mut inv) = gauss_jordan_inverse(&self.a, d) {
+        } else if let Some(mut inv) = gauss_jordan_inverse(&a, d) {
             symmetrize(&mut inv, d);
             self.a_inv = inv;
             InverseMethod::GaussJordan
@@ -693,6 +807,16 @@ pub fn choose_lints_exact(
         arm: active[pos],
         propensity: probs[pos],
     })
+}
+
+/// `m += s·x xᵀ` (`m` is `d*d` row-major).
+fn add_outer(m: &mut [f64], x: &[f64], s: f64) {
+    let d = x.len();
+    for (row, &xi) in m.chunks_exact_mut(d).zip(x) {
+        for (mij, &xj) in row.iter_mut().zip(x) {
+            *mij += s * xi * xj;
+        }
+    }
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
