@@ -10,7 +10,7 @@
 
 use banditd::campaign::{ArmSpec, CampaignSpec, PolicySpec};
 use banditd::engine::{ChooseRequest, Clock, Engine, EngineOptions};
-use banditd::policy::thompson::{sample_argmax, BetaParams};
+use banditd::policy::thompson::{prob_best_exact, sample_argmax, sample_index, with_floor, BetaParams};
 use banditd::store::{SledOptions, SledStore, Store};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rand::rngs::SmallRng;
@@ -44,6 +44,16 @@ fn policy(c: &mut Criterion) {
     let mut rng = SmallRng::seed_from_u64(1);
     c.bench_function("policy/thompson_sample_10_arms", |b| {
         b.iter(|| sample_argmax(black_box(&posts), &mut rng))
+    });
+    // The hot path now: an arm drawn from the cached probability vector...
+    let mut probs = prob_best_exact(&posts, 24);
+    with_floor(&mut probs, 0.001);
+    c.bench_function("policy/thompson_draw_from_vector_10_arms", |b| {
+        b.iter(|| sample_index(black_box(&probs), &mut rng))
+    });
+    // ...and, when the posterior has moved, the vector recomputed.
+    c.bench_function("policy/thompson_refresh_vector_10_arms", |b| {
+        b.iter(|| prob_best_exact(black_box(&posts), 24))
     });
 }
 

@@ -152,26 +152,33 @@ pub fn prob_best_exact(posteriors: &[BetaParams], points_per_arm: usize) -> Vec<
         .iter()
         .map(|p| super::beta::ln_beta(p.alpha, p.beta))
         .collect();
-    let density = |j: usize, x: f64| {
-        let p = posteriors[j];
+    // ln x and ln(1 − x) at the grid points and the interval midpoints,
+    // shared by every arm's density.
+    let logs = |x: f64| {
         let x = x.clamp(1e-300, 1.0 - 1e-16);
-        ((p.alpha - 1.0) * x.ln() + (p.beta - 1.0) * (-x).ln_1p() - log_norm[j]).exp()
+        (x.ln(), (-x).ln_1p())
+    };
+    let at: Vec<(f64, f64)> = grid.iter().map(|&x| logs(x)).collect();
+    let mid: Vec<(f64, f64)> = grid.windows(2).map(|w| logs(0.5 * (w[0] + w[1]))).collect();
+    let density = |j: usize, (lx, l1x): (f64, f64)| {
+        let p = posteriors[j];
+        ((p.alpha - 1.0) * lx + (p.beta - 1.0) * l1x - log_norm[j]).exp()
     };
     // f[j][i] and F[j][i] on the grid.
     let mut f = vec![vec![0.0; m]; k];
     let mut cdf = vec![vec![0.0; m]; k];
     for j in 0..k {
-        for (i, &x) in grid.iter().enumerate() {
-            f[j][i] = density(j, x);
+        for (i, &l) in at.iter().enumerate() {
+            f[j][i] = density(j, l);
         }
         let p = posteriors[j];
         let mut c = super::beta::beta_cdf(grid[0], p.alpha, p.beta);
         cdf[j][0] = c;
         for i in 1..m {
             let h = grid[i] - grid[i - 1];
-            // Midpoint-corrected trapezoid (Simpson on the interval).
-            let mid = density(j, 0.5 * (grid[i] + grid[i - 1]));
-            c += h * (f[j][i - 1] + 4.0 * mid + f[j][i]) / 6.0;
+            // Simpson on the interval.
+            let fm = density(j, mid[i - 1]);
+            c += h * (f[j][i - 1] + 4.0 * fm + f[j][i]) / 6.0;
             cdf[j][i] = c.min(1.0);
         }
         // Pin the end to exactly 1 and rescale the rest (absorbs the error).
