@@ -10,7 +10,9 @@
 
 use banditd::campaign::{ArmSpec, CampaignSpec, PolicySpec};
 use banditd::engine::{ChooseRequest, Clock, Engine, EngineOptions};
-use banditd::policy::thompson::{prob_best_exact, sample_argmax, sample_index, with_floor, BetaParams};
+use banditd::policy::thompson::{
+    prob_best_exact, sample_argmax, sample_index, with_floor, BetaParams,
+};
 use banditd::store::{SledOptions, SledStore, Store};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rand::rngs::SmallRng;

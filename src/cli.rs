@@ -388,6 +388,22 @@ fn describe(c: &pb::Campaign) -> String {
         );
         let _ = writeln!(out, "features        intercept + {}", l.features.join(", "));
     }
+    if let Some(pb::campaign::Policy::Lints(l)) = &c.policy {
+        let missing = if l.missing == pb::MissingFeature::Zero as i32 {
+            "count as 0"
+        } else {
+            "are rejected"
+        };
+        let _ = writeln!(
+            out,
+            "lints           exploration {}, lambda {}, epsilon {}; missing features {missing}",
+            l.exploration, l.lambda, l.epsilon
+        );
+        let _ = writeln!(out, "features        intercept + {}", l.features.join(", "));
+    }
+    if let Some(h) = c.decay_half_life_seconds {
+        let _ = writeln!(out, "decay           evidence halves every {h} s");
+    }
     let _ = writeln!(
         out,
         "reward timeout  {}s (then default reward {})",

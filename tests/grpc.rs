@@ -725,3 +725,92 @@ async fn epsilon_greedy_campaign_over_grpc() {
         .into_inner();
     assert!((d.propensity - 0.25).abs() < 1e-12, "{}", d.propensity);
 }
+
+// The additive v1 fields: linear Thompson sampling, the exploration floor
+// and the decay half-life round-trip through CreateCampaign/GetCampaign,
+// a LinTS campaign decides with a logged propensity in (0, 1], and bad
+// values are INVALID_ARGUMENT without creating anything.
+#[tokio::test]
+async fn lints_floor_and_decay_over_grpc() {
+    let server = TestServer::start(21).await;
+    let mut admin = server.campaigns().await;
+    let mut bandit = server.bandit().await;
+    let lints = pb::Campaign {
+        id: "lin".into(),
+        arms: vec![
+            pb::Arm {
+                id: "a".into(),
+                retired: false,
+            },
+            pb::Arm {
+                id: "b".into(),
+                retired: false,
+            },
+        ],
+        policy: Some(pb::campaign::Policy::Lints(pb::LinTs {
+            features: vec!["f".into()],
+            lambda: 0.0,
+            exploration: 0.0,
+            epsilon: 0.1,
+            missing: 0,
+        })),
+        reward_timeout_seconds: 60,
+        default_reward: 0.0,
+        decay_half_life_seconds: None,
+    };
+    let created = create(&mut admin, lints.clone()).await;
+    match created.policy {
+        Some(pb::campaign::Policy::Lints(l)) => {
+            assert_eq!((l.lambda, l.exploration), (1.0, 1.0), "defaults applied")
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut req = choose_req("lin", "");
+    req.context.insert("f".into(), 0.5);
+    let d = bandit.choose(req).await.expect("choose").into_inner();
+    assert!(d.propensity > 0.0 && d.propensity <= 1.0);
+    let mut decaying = thompson("decay", &["a", "b"], 60);
+    decaying.decay_half_life_seconds = Some(3600);
+    if let Some(pb::campaign::Policy::Thompson(t)) = &mut decaying.policy {
+        t.exploration_floor = Some(0.05);
+    }
+    let got = create(&mut admin, decaying).await;
+    assert_eq!(got.decay_half_life_seconds, Some(3600));
+    match got.policy {
+        Some(pb::campaign::Policy::Thompson(t)) => {
+            assert_eq!(t.exploration_floor, Some(0.05));
+            assert_eq!(t.segment_prior_strength, None, "empirical Bayes by default");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut bad_floor = thompson("bad1", &["a"], 60);
+    if let Some(pb::campaign::Policy::Thompson(t)) = &mut bad_floor.policy {
+        t.exploration_floor = Some(0.7);
+    }
+    let mut bad_decay = thompson("bad2", &["a"], 60);
+    bad_decay.decay_half_life_seconds = Some(5);
+    let mut contextual_decay = lints.clone();
+    contextual_decay.id = "bad3".into();
+    contextual_decay.decay_half_life_seconds = Some(3600);
+    let mut no_features = lints;
+    no_features.id = "bad4".into();
+    if let Some(pb::campaign::Policy::Lints(l)) = &mut no_features.policy {
+        l.features.clear();
+    }
+    for bad in [bad_floor, bad_decay, contextual_decay, no_features] {
+        let id = bad.id.clone();
+        let e = admin
+            .create_campaign(pb::CreateCampaignRequest {
+                campaign: Some(bad),
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code(), Code::InvalidArgument, "{id}");
+    }
+    let list = admin
+        .list_campaigns(pb::ListCampaignsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(list.campaigns.len(), 2);
+}
