@@ -724,7 +724,7 @@ fn lints_logs_exact_propensities_and_learns() {
     // Expected click rate of arm k for a customer with feature f ∈ [0, 1].
     let rate = |k: usize, f: f64| [0.05 + 0.10 * f, 0.12, 0.15 - 0.10 * f][k];
     let truth = [0.10, 0.12, 0.10]; // averages over f ~ U(0, 1)
-    let seeds = 40u64;
+    let seeds = 100u64;
     let mut estimates = vec![Vec::new(); 3];
     let mut late_best = 0.0;
     for seed in 0..seeds {
@@ -818,4 +818,100 @@ fn delay_and_decay_survive_a_restart() {
             .all(|a| a.effective_trials < a.pulls as f64),
         "decay and pending count less"
     );
+}
+
+/// Runs a two-arm LinUCB campaign (one feature `spend`, uniform on [0, 1])
+/// for `decisions` immediate rewards drawn by `reward(arm, spend, rng)`, and
+/// returns, per arm, GetStats' interval and the true mean at the average
+/// context the report is made at (the true means are `truth(arm, spend)`,
+/// linear in `spend`).
+fn contextual_intervals(
+    seed: u64,
+    decisions: usize,
+    truth: fn(usize, f64) -> f64,
+    reward: fn(usize, f64, &mut SmallRng) -> f64,
+) -> Vec<(f64, f64, f64)> {
+    use rand::Rng;
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let e = engine(Arc::new(MemoryStore::new()), &clock, seed);
+    let mut s = spec("ctx", 2, 3600, 0.0);
+    s.policy = PolicySpec::LinUcb {
+        alpha: 1.0,
+        lambda: 1.0,
+        epsilon: 0.3,
+        features: vec!["spend".into()],
+        missing_zero: false,
+    };
+    e.create_campaign(s).expect("create");
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
+    let mut spend_sum = 0.0;
+    for _ in 0..decisions {
+        let spend: f64 = rng.random();
+        spend_sum += spend;
+        let mut r = req("ctx", "");
+        r.context = vec![("spend".into(), spend)];
+        let c = e.choose(&r).expect("choose");
+        let value = reward(c.arm, spend, &mut rng);
+        e.reward(&c.decision_id, value).expect("reward");
+        clock.fetch_add(10, Ordering::SeqCst);
+    }
+    let average = spend_sum / decisions as f64;
+    let report = e.stats("ctx", "").expect("stats");
+    report[0]
+        .arms
+        .iter()
+        .enumerate()
+        .map(|(a, arm)| (arm.ci_low, arm.ci_high, truth(a, average)))
+        .collect()
+}
+
+// GetStats' contextual interval (prediction at the average context ±
+// 1.96 · residual sd · sqrt(xᵀA⁻¹x)) covers the true mean about 95% of the
+// time, whatever the scale of the rewards. Before, the residual noise was
+// left out (as if its sd were 1): revenue-like rewards with sd 3 were
+// covered about half the time, click rates of a few percent got intervals
+// several times too wide. Measured over these 100 seeds: 0.93 of the
+// revenue intervals and 0.955 of the click intervals cover (0.425 of the
+// revenue intervals with the old formula).
+#[test]
+fn contextual_interval_includes_the_residual_noise() {
+    use rand_distr::{Distribution, Normal};
+    fn revenue_truth(arm: usize, spend: f64) -> f64 {
+        [10.0 + 3.0 * spend, 9.0 + 5.0 * spend][arm]
+    }
+    fn revenue(arm: usize, spend: f64, rng: &mut SmallRng) -> f64 {
+        let noise = Normal::new(0.0, 3.0).expect("valid normal");
+        revenue_truth(arm, spend) + noise.sample(rng)
+    }
+    fn click_truth(arm: usize, spend: f64) -> f64 {
+        [0.02 + 0.04 * spend, 0.05 - 0.02 * spend][arm]
+    }
+    fn click(arm: usize, spend: f64, rng: &mut SmallRng) -> f64 {
+        use rand::Rng;
+        f64::from(u8::from(rng.random_bool(click_truth(arm, spend))))
+    }
+    let seeds = 100u64;
+    let mut covered = 0;
+    for seed in 0..seeds {
+        for (lo, hi, truth) in contextual_intervals(seed, 400, revenue_truth, revenue) {
+            covered += usize::from(lo <= truth && truth <= hi);
+        }
+    }
+    let share = covered as f64 / (2 * seeds) as f64;
+    assert!((0.85..=1.0).contains(&share), "revenue: covered {share}");
+
+    let (mut covered, mut widths, mut count) = (0, 0.0, 0.0);
+    for seed in 0..seeds {
+        for (lo, hi, truth) in contextual_intervals(seed, 3000, click_truth, click) {
+            covered += usize::from(lo <= truth && truth <= hi);
+            widths += hi - lo;
+            count += 1.0;
+        }
+    }
+    let share = covered as f64 / count;
+    assert!((0.85..=1.0).contains(&share), "clicks: covered {share}");
+    // A 95% interval for a rate near 4% from about 1,500 outcomes per arm
+    // is about ±0.01 wide; twice that is the bound (before: ±0.05).
+    let half = widths / count / 2.0;
+    assert!(half < 0.02, "clicks: mean half-width {half}");
 }
