@@ -915,3 +915,64 @@ fn contextual_interval_includes_the_residual_noise() {
     let half = widths / count / 2.0;
     assert!(half < 0.02, "clicks: mean half-width {half}");
 }
+
+// Both contextual policies keep their ridge statistics across a restart:
+// θ, the residual noise and the tallies are the same after it (before,
+// LinTS campaigns were not persisted and came back at λI).
+#[test]
+fn contextual_statistics_survive_a_restart() {
+    use rand::Rng;
+    for policy in [
+        PolicySpec::LinUcb {
+            alpha: 1.0,
+            lambda: 1.0,
+            epsilon: 0.1,
+            features: vec!["spend".into()],
+            missing_zero: false,
+        },
+        PolicySpec::LinTs {
+            scale: 1.0,
+            lambda: 1.0,
+            epsilon: 0.1,
+            features: vec!["spend".into()],
+            missing_zero: false,
+        },
+    ] {
+        let clock = Arc::new(AtomicU64::new(1_000_000));
+        let store = Arc::new(MemoryStore::new());
+        let e = engine(store.clone(), &clock, 5);
+        let mut s = spec("ctx", 2, 3600, 0.0);
+        s.policy = policy.clone();
+        e.create_campaign(s).expect("create");
+        let mut rng = SmallRng::seed_from_u64(9);
+        for i in 0..600 {
+            let spend: f64 = rng.random();
+            let mut r = req("ctx", "");
+            r.context = vec![("spend".into(), spend)];
+            let c = e.choose(&r).expect("choose");
+            clock.fetch_add(1_000, Ordering::SeqCst);
+            if i < 500 {
+                let value = if rng.random_bool(0.1 + 0.3 * spend) {
+                    1.0
+                } else {
+                    0.0
+                };
+                e.reward(&c.decision_id, value).expect("reward");
+            }
+        }
+        let before = e.stats("ctx", "").expect("stats");
+        e.shutdown().expect("shutdown");
+        drop(e);
+        let e = engine(store, &clock, 5);
+        let after = e.stats("ctx", "").expect("stats");
+        for (x, y) in before[0].arms.iter().zip(&after[0].arms) {
+            assert_eq!((x.pulls, x.pending), (y.pulls, y.pending), "{policy:?}");
+            assert!(x.pulls > 100, "{policy:?}: {x:?}");
+            assert!(x.theta.iter().any(|(_, t)| t.abs() > 1e-3), "{x:?}");
+            for ((_, t), (_, u)) in x.theta.iter().zip(&y.theta) {
+                assert!((t - u).abs() < 1e-9, "{policy:?}: θ {t} then {u}");
+            }
+            assert!((x.residual_sd - y.residual_sd).abs() < 1e-9, "{policy:?}");
+        }
+    }
+}

@@ -86,6 +86,9 @@ impl Layout {
         }
         if let PolicySpec::LinUcb {
             lambda, features, ..
+        }
+        | PolicySpec::LinTs {
+            lambda, features, ..
         } = &spec.policy
         {
             self.lambda = *lambda;
