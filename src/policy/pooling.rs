@@ -8,7 +8,11 @@
 //! Independent Samples", JASA 68): with p̂ = Σy/Σn and the weighted
 //! between-segment sum of squares S = Σ n_g (y_g/n_g − p̂)², the
 //! intra-class correlation ρ = 1/(M+1) satisfies
-//! E[S] = μ(1−μ)·[(G − 1) + ρ·(N − Σn_g²/N)], G segments, N = Σn_g.
+//! E[S] = μ(1−μ)·[(G − 1) + ρ·(N − Σn_g²/N − (G − 1))], G segments,
+//! N = Σn_g. Only segments with at least one (effective) trial of the arm
+//! count as groups: a segment seen only through young pending decisions
+//! (a fraction of a trial, no success) carries no binomial variance and
+//! would read as perfect agreement.
 //! When the segments agree (S no larger than binomial noise explains), ρ is
 //! ~0 and M grows to the data's size: a new segment starts where the
 //! campaign is and needs much evidence of its own to move away. When they
@@ -24,6 +28,8 @@ pub const MAX_STRENGTH: f64 = 1e6;
 /// Prior strength when fewer than two other segments have data (no
 /// between-segment variance to estimate yet).
 pub const FALLBACK_STRENGTH: f64 = 10.0;
+/// Effective trials a segment needs for an arm before it counts as a group.
+pub const MIN_GROUP_TRIALS: f64 = 1.0;
 
 /// One segment's (effective) trials and successes for an arm.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -35,7 +41,7 @@ pub struct Evidence {
 /// Per-arm sums over the segments with data.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PoolSums {
-    /// Segments with n > 0.
+    /// Segments with n ≥ [`MIN_GROUP_TRIALS`].
     pub groups: f64,
     pub n: f64,
     pub y: f64,
@@ -47,7 +53,7 @@ pub struct PoolSums {
 
 impl PoolSums {
     fn apply(&mut self, e: Evidence, sign: f64) {
-        if e.n <= 0.0 {
+        if e.n < MIN_GROUP_TRIALS {
             return;
         }
         self.groups += sign;
@@ -99,7 +105,7 @@ pub fn estimate(others: &PoolSums, alpha0: f64, beta0: f64) -> Option<PooledPrio
     } else {
         let p = others.y / others.n;
         let s = (others.q - others.n * p * p).max(0.0);
-        let denom = others.n - others.nn / others.n;
+        let denom = others.n - others.nn / others.n - (others.groups - 1.0);
         let rho = if denom > 1e-9 {
             ((s / (mean * (1.0 - mean)) - (others.groups - 1.0)) / denom).clamp(0.0, 1.0)
         } else {
@@ -160,6 +166,38 @@ mod tests {
         assert!(
             (10.0..40.0).contains(&p.strength),
             "disagreeing segments pool weakly: {p:?}"
+        );
+    }
+
+    // Sparse segments (10 trials each) and a crowd of segments seen only
+    // through young pending decisions: the strength stays near the true
+    // M = 20 (before: the pending-only segments counted as groups that
+    // agree perfectly, and the estimate went to ~2,000), and the (G − 1)
+    // term of the moment equation keeps sparse data from biasing it.
+    #[test]
+    fn sparse_and_pending_only_segments_do_not_inflate_the_strength() {
+        let beta = rand_distr::Beta::new(2.0, 18.0).expect("beta");
+        let mut estimates = Vec::new();
+        for seed in 0..25 {
+            let mut rng = SmallRng::seed_from_u64(100 + seed);
+            let mut sums = PoolSums::default();
+            for _ in 0..200 {
+                let pg: f64 = rand_distr::Distribution::sample(&beta, &mut rng);
+                sums.add(Evidence {
+                    n: 10.0,
+                    y: binomial(10, pg, &mut rng),
+                });
+            }
+            for _ in 0..200 {
+                sums.add(Evidence { n: 0.05, y: 0.0 });
+            }
+            estimates.push(estimate(&sums, 1.0, 1.0).expect("prior").strength);
+        }
+        estimates.sort_by(f64::total_cmp);
+        let median = estimates[estimates.len() / 2];
+        assert!(
+            (12.0..35.0).contains(&median),
+            "median strength {median}: {estimates:?}"
         );
     }
 
