@@ -266,12 +266,18 @@ impl Learning {
     /// A tally's resolved sums from a persisted row.
     pub fn load_row(&self, t: &mut ArmTally, row: &Row) {
         t.counts = row.counts;
-        if let (true, Some(d)) = (self.decays(), row.decayed) {
+        let stored = row.decayed.filter(|_| self.decays()).and_then(|d| {
             let back = self.weight_at(d.as_of_ms);
-            t.decayed = Evidence {
+            let e = Evidence {
                 n: d.n * back,
                 y: d.sum * back,
             };
+            // A corrupt file (a time far in the future) must not turn
+            // into NaN or infinite evidence: fall back to the counts.
+            (e.n.is_finite() && e.y.is_finite() && e.n >= 0.0).then_some(e)
+        });
+        if let Some(e) = stored {
+            t.decayed = e;
         } else if self.decays() {
             // No decayed sums stored (decay switched on later, or data of
             // an older version): the undecayed counts, as of the landmark.

@@ -180,7 +180,7 @@ impl Engine {
                             effective_trials: row.effective[a],
                         };
                         if let Some(lin) = linear.as_ref().and_then(|l| l.get(a)) {
-                            report.mean = if n > 0 { sum / n as f64 } else { 0.0 };
+                            report.mean = lin.prediction;
                             let half = 1.96 * lin.residual_sd * lin.bonus;
                             report.ci_low = lin.prediction - half;
                             report.ci_high = lin.prediction + half;
