@@ -69,6 +69,42 @@ pub enum Command {
         #[arg(long, env = "BANDITD_DATA_DIR", default_value = "./banditd-data")]
         data_dir: PathBuf,
     },
+    /// Estimate from a decision log what another policy would have earned
+    /// (off-policy evaluation: IPS, SNIPS, doubly robust).
+    Evaluate(EvaluateArgs),
+}
+
+/// `evaluate` flags.
+#[derive(Debug, Args, Clone)]
+#[command(group(clap::ArgGroup::new("candidate").required(true).args(["policy", "policy_dist"])))]
+pub struct EvaluateArgs {
+    /// The decision log: banditd's DSJSON export, or an Open Bandit Pipeline CSV.
+    #[arg(long)]
+    pub log: PathBuf,
+    /// How the log is written.
+    #[arg(long, value_enum, default_value_t = EvalLogFormat::Banditd)]
+    pub log_format: EvalLogFormat,
+    /// The policy to evaluate: `uniform`, or `fixed:ARM` (always that arm).
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// The policy to evaluate as a CSV `action,position,prob` (the same for every decision).
+    #[arg(long)]
+    pub policy_dist: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Ridge penalty of the doubly robust estimator's reward model.
+    #[arg(long, default_value_t = 1.0)]
+    pub ridge_lambda: f64,
+}
+
+/// `evaluate --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvalLogFormat {
+    /// banditd's DSJSON export (`banditd log export --format dsjson`).
+    Banditd,
+    /// Open Bandit Pipeline's CSV: action, position, reward, pscore, context columns.
+    ObpCsv,
 }
 
 /// `simulate` flags.

@@ -39,6 +39,9 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod journal;
+/// Off-policy evaluation (`banditd evaluate`): log readers, evaluation
+/// policies, and the IPS, SNIPS, DM and DR estimators.
+pub mod ope;
 pub mod policy;
 pub mod sim;
 pub mod store;

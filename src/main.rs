@@ -4,7 +4,8 @@
 use banditd::api::server;
 use banditd::cli;
 use banditd::config::{
-    CampaignCommand, Cli, Command, Durability, LogFormat, ServeConfig, EXIT_USAGE,
+    CampaignCommand, Cli, Command, Durability, EvalLogFormat, EvaluateArgs, LogFormat, ServeConfig,
+    EXIT_USAGE,
 };
 use banditd::engine::{Engine, EngineOptions};
 use banditd::journal::{JournalOptions, Mode};
@@ -39,6 +40,9 @@ fn main() -> ExitCode {
     }
     if let Command::Check { data_dir } = &parsed.command {
         return check(data_dir);
+    }
+    if let Command::Evaluate(args) = &parsed.command {
+        return evaluate(args);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -124,7 +128,9 @@ async fn client(command: Command) -> Result<String, cli::CliError> {
             value,
             target,
         } => cli::reward(&target.target, &decision_id, value).await,
-        Command::Serve(_) | Command::Simulate(_) | Command::Check { .. } => Ok(String::new()),
+        Command::Serve(_) | Command::Simulate(_) | Command::Check { .. } | Command::Evaluate(_) => {
+            Ok(String::new())
+        }
     }
 }
 
@@ -262,6 +268,48 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             if tokio::signal::ctrl_c().await.is_ok() {
                 tracing::info!("SIGINT received; shutting down");
             }
+        }
+    }
+}
+
+/// `banditd evaluate`: every failure is the input's (a file, a row, a
+/// column, a policy that does not fit the log), so it exits 64.
+fn evaluate(args: &EvaluateArgs) -> ExitCode {
+    use banditd::ope;
+    let run = || -> Result<String, ope::OpeError> {
+        let format = match args.log_format {
+            EvalLogFormat::Banditd => ope::LogFormat::Banditd,
+            EvalLogFormat::ObpCsv => ope::LogFormat::ObpCsv,
+        };
+        let log = ope::read_log(&args.log, format)?;
+        let policy: Box<dyn ope::EvalPolicy> = match (&args.policy, &args.policy_dist) {
+            (_, Some(path)) => Box::new(ope::ActionDistribution::from_file(path, &log)?),
+            (Some(spec), None) => ope::parse_policy(spec, &log)?,
+            (None, None) => {
+                return Err(ope::OpeError::Options(
+                    "give --policy or --policy-dist".into(),
+                ))
+            }
+        };
+        let opts = ope::EvalOptions {
+            ridge_lambda: args.ridge_lambda,
+            ..ope::EvalOptions::default()
+        };
+        let report = ope::evaluate(&log, policy.as_ref(), &opts)?;
+        Ok(if args.json {
+            format!("{}\n", report.to_json())
+        } else {
+            report.to_table()
+        })
+    };
+    match run() {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("banditd: {e}");
+            ExitCode::from(EXIT_USAGE as u8)
         }
     }
 }
