@@ -4,6 +4,8 @@
 
 use banditd::campaign::{ArmSpec, CampaignSpec, PolicySpec};
 use banditd::engine::{ChooseRequest, Clock, Engine, EngineOptions};
+use banditd::journal::log::LogOptions;
+use banditd::journal::JournalOptions;
 use banditd::store::{SledOptions, SledStore, Store};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +32,15 @@ fn decisions_and_disk_stay_bounded_under_steady_traffic() {
         EngineOptions {
             seed: Some(5),
             clock: Clock::Manual(clock.clone()),
+            // The decision log grows to its retention and disk bound by
+            // design (tested in `journal::log`); here the state alone.
+            journal: JournalOptions {
+                decision_log: LogOptions {
+                    retention_ms: 0,
+                    ..LogOptions::default()
+                },
+                ..JournalOptions::default()
+            },
             ..EngineOptions::default()
         },
     )

@@ -95,6 +95,7 @@ impl Engine {
                 arm: pick.arm as u16,
                 caller_id: caller_id.clone(),
                 context: context.clone(),
+                probs: pick.probs.clone(),
             },
         });
         let extra = (caller_id.is_some() || context.is_some()).then(|| {

@@ -32,6 +32,7 @@ mod campaigns;
 mod choose;
 mod decisions;
 mod expiry;
+mod export;
 mod ids;
 mod learning;
 mod recovery;
@@ -40,6 +41,7 @@ mod state;
 mod stats;
 
 pub use decisions::DecisionStatus;
+pub use export::{ExportHeader, ExportOutcome, ExportRecord};
 pub use stats::{ArmReport, SegmentReport};
 
 use crate::error::{Error, Result};

@@ -40,7 +40,7 @@ pub struct CampaignCell {
 struct ProbabilityCache {
     /// P(chosen) per arm index, floor included; 0 for retired arms. The
     /// arm is drawn from this vector, so it is the exact propensity.
-    probs: Vec<f64>,
+    probs: Arc<[f64]>,
     /// Resolved outcomes in the segment (or campaign) when it was made.
     own_n: u64,
     /// Evidence in the other segments' pools when it was made.
@@ -118,13 +118,18 @@ pub struct CampaignState {
     scratch_arms: Vec<usize>,
     scratch_means: Vec<Option<f64>>,
     scratch_leaders: Vec<usize>,
+    /// The uniform policy's vector, for the arms of `arms_version` .0.
+    uniform_probs: Option<(u32, Arc<[f64]>)>,
 }
 
 /// What `choose` decided.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pick {
     pub arm: usize,
     pub propensity: f64,
+    /// P(chosen) for every arm by index, where the policy has it (for the
+    /// decision log).
+    pub probs: Option<Arc<[f64]>>,
 }
 
 impl CampaignState {
@@ -145,6 +150,7 @@ impl CampaignState {
             scratch_arms: Vec::new(),
             scratch_means: Vec::new(),
             scratch_leaders: Vec::new(),
+            uniform_probs: None,
         };
         st.widen_linear();
         st
@@ -332,9 +338,23 @@ impl CampaignState {
             } => self.choose_thompson(segment, exploration_floor, now_ms),
             PolicySpec::Uniform => {
                 let (i, propensity) = uniform_choice(self.scratch_arms.len(), &mut self.rng);
+                let version = self.arms_version;
+                let probs = match &self.uniform_probs {
+                    Some((v, p)) if *v == version => p.clone(),
+                    _ => {
+                        let mut p = vec![0.0; self.spec.arms.len()];
+                        for &a in &self.scratch_arms {
+                            p[a] = propensity;
+                        }
+                        let p: Arc<[f64]> = p.into();
+                        self.uniform_probs = Some((version, p.clone()));
+                        p
+                    }
+                };
                 Pick {
                     arm: self.scratch_arms[i],
                     propensity,
+                    probs: Some(probs),
                 }
             }
             PolicySpec::EpsilonGreedy { epsilon } => {
@@ -362,11 +382,20 @@ impl CampaignState {
                 }
                 let mut leaders = std::mem::take(&mut self.scratch_leaders);
                 let (i, propensity) = epsilon_greedy(&means, epsilon, &mut leaders, &mut self.rng);
+                let k = self.scratch_arms.len() as f64;
+                let mut probs = vec![0.0; self.spec.arms.len()];
+                for &a in &self.scratch_arms {
+                    probs[a] = epsilon / k;
+                }
+                for &l in &leaders {
+                    probs[self.scratch_arms[l]] += (1.0 - epsilon) / leaders.len() as f64;
+                }
                 self.scratch_means = means;
                 self.scratch_leaders = leaders;
                 Pick {
                     arm: self.scratch_arms[i],
                     propensity,
+                    probs: Some(probs.into()),
                 }
             }
             PolicySpec::LinUcb {
@@ -437,12 +466,14 @@ impl CampaignState {
             Some(c) => Pick {
                 arm: c.arm,
                 propensity: c.propensity,
+                probs: None,
             },
             None => {
                 let (i, propensity) = uniform_choice(self.scratch_arms.len(), &mut self.rng);
                 Pick {
                     arm: self.scratch_arms[i],
                     propensity,
+                    probs: None,
                 }
             }
         }
@@ -486,6 +517,7 @@ impl CampaignState {
         Pick {
             arm,
             propensity: cache.probs[arm],
+            probs: Some(cache.probs.clone()),
         }
     }
 
@@ -527,7 +559,7 @@ impl CampaignState {
         }
         let version = self.arms_version;
         self.segment_mut(segment).cache = Some(ProbabilityCache {
-            probs: by_arm,
+            probs: by_arm.into(),
             own_n,
             pooled_n,
             made_ms: now_ms,

@@ -74,6 +74,9 @@ pub struct DecisionEntry {
     pub arm: u16,
     pub caller_id: Option<Arc<str>>,
     pub context: Option<Arc<[f64]>>,
+    /// P(chosen) for every arm where the policy has it: for the decision
+    /// log only (the state's blocks do not keep it).
+    pub probs: Option<Arc<[f64]>>,
 }
 
 /// How a decision was resolved.
@@ -586,6 +589,7 @@ pub fn decode_decisions(key: &[u8], v: &[u8]) -> Result<Vec<DecisionEntry>, Stor
             arm,
             caller_id,
             context,
+            probs: None,
         });
     }
     Ok(out)
@@ -760,6 +764,7 @@ mod tests {
                 arm: 9,
                 caller_id: None,
                 context: None,
+                probs: None,
             },
             DecisionEntry {
                 created_ms: 1_700_000_000_005,
@@ -768,6 +773,7 @@ mod tests {
                 arm: 0,
                 caller_id: Some("imp-1".into()),
                 context: Some(vec![1.0, -0.5, 3.25].into()),
+                probs: None,
             },
         ];
         let mut buf = Vec::new();

@@ -293,6 +293,7 @@ fn convert(v0: V0) -> Vec<Op> {
                 arm: d.arm as u16,
                 caller_id: Some(Arc::from(d.id.as_str())),
                 context: (!d.context.is_empty()).then(|| Arc::from(d.context.clone())),
+                probs: None,
             };
             if block.len() + format::decision_len(&entry) > format::MAX_VALUE_BYTES {
                 ops.push(Op::Put(

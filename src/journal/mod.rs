@@ -39,6 +39,7 @@
 
 pub mod check;
 pub mod format;
+pub mod log;
 mod migrate;
 mod recover;
 mod writer;
@@ -113,6 +114,8 @@ pub struct JournalOptions {
     pub flush_interval: Duration,
     /// Changes the queue may hold before [`Journal::admit`] refuses more.
     pub capacity: usize,
+    /// How much of the decision log is kept.
+    pub decision_log: log::LogOptions,
 }
 
 impl Default for JournalOptions {
@@ -122,6 +125,7 @@ impl Default for JournalOptions {
             batch_interval: Duration::from_millis(10),
             flush_interval: Duration::from_millis(200),
             capacity: 1 << 18,
+            decision_log: log::LogOptions::default(),
         }
     }
 }
@@ -212,6 +216,8 @@ impl Shared {
 pub struct Journal {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Read by exports of the decision log (only the writer writes).
+    store: Arc<dyn Store>,
     /// The run this process writes decisions under (see [`format`]).
     run: u32,
 }
@@ -243,8 +249,10 @@ impl Journal {
             notify: tokio::sync::Notify::new(),
             writer: Mutex::new(None),
         });
-        let writer = writer::Writer::new(layouts, run, recovered.next_uid);
+        let log = log::LogWriter::load(&*store, options.decision_log, run)?;
+        let writer = writer::Writer::new(layouts, run, recovered.next_uid, log);
         let worker = shared.clone();
+        let reader = store.clone();
         let handle = std::thread::Builder::new()
             .name("banditd-journal".into())
             .spawn(move || writer::run(worker, store, writer))
@@ -254,10 +262,24 @@ impl Journal {
             Journal {
                 shared,
                 thread: Mutex::new(Some(handle)),
+                store: reader,
                 run,
             },
             recovered,
         ))
+    }
+
+    /// Campaign `uid`'s logged decisions made in `since_ms..=until_ms`
+    /// with their outcomes, as applied to the store (see [`log::export`]).
+    pub fn export(
+        &self,
+        uid: u64,
+        since_ms: u64,
+        until_ms: u64,
+        horizon_ms: u64,
+        visit: &mut dyn FnMut(log::ExportedDecision) -> bool,
+    ) -> Result<(), StoreError> {
+        log::export(&*self.store, uid, since_ms, until_ms, horizon_ms, visit)
     }
 
     /// This process's run number.

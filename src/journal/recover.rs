@@ -112,10 +112,11 @@ pub(super) struct Raw {
     pub foreign_keys: usize,
 }
 
-/// Decodes every key of the store.
+/// Decodes every key of the store but the decision log's (its own range,
+/// read only by exports).
 pub(super) fn read(store: &dyn Store) -> Result<Raw, StoreError> {
     let mut raw = Raw::default();
-    store.scan(&mut |k, v| {
+    let mut visit = |k: &[u8], v: &[u8]| -> Result<(), StoreError> {
         let Some(key) = format::decode_key(k)? else {
             raw.foreign_keys += 1;
             return Ok(());
@@ -149,7 +150,10 @@ pub(super) fn read(store: &dyn Store) -> Result<Raw, StoreError> {
             (_, None) => return Err(format::corrupt(k, "campaign key without a uid")),
         }
         Ok(())
-    })?;
+    };
+    let log = [super::log::LOG_TAG];
+    store.scan_range(&[], Some(&log), &mut visit)?;
+    store.scan_range(&[super::log::LOG_TAG + 1], None, &mut visit)?;
     Ok(raw)
 }
 

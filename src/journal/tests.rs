@@ -28,6 +28,7 @@ fn options(mode: Mode) -> JournalOptions {
         batch_interval: Duration::from_millis(1),
         flush_interval: Duration::from_millis(1),
         capacity: 1 << 16,
+        ..JournalOptions::default()
     }
 }
 
@@ -42,6 +43,7 @@ fn decision(at: Position) -> Change {
             arm: (at.1 % 3) as u16,
             caller_id: None,
             context: None,
+            probs: None,
         },
     }
 }
@@ -222,8 +224,16 @@ async fn a_failure_is_permanent() {
 struct PanickingStore(MemoryStore);
 
 impl Store for PanickingStore {
-    fn scan(&self, visit: &mut Visit<'_>) -> Result<(), StoreError> {
-        self.0.scan(visit)
+    fn first_key(&self, from: &[u8], to: Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.first_key(from, to)
+    }
+    fn scan_range(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        self.0.scan_range(from, to, visit)
     }
     fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
         if ops.len() > 2 {

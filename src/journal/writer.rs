@@ -7,6 +7,7 @@
 //! that a row is encoded once per batch however many rewards moved it.
 
 use super::format::{self, DecisionEntry, LinearStats, OutcomeEntry, Position, Resolution};
+use super::log::{self, LogWriter, LoggedDecision, LoggedOutcome};
 use super::{Change, Mode, Shared};
 use crate::campaign::{CampaignSpec, PolicySpec};
 use crate::error::StoreError;
@@ -122,10 +123,12 @@ pub(super) struct Writer {
     prefix_deletes: Vec<Vec<u8>>,
     touched: Vec<u64>,
     meta_dirty: bool,
+    /// The decision log, written in the same batches.
+    log: LogWriter,
 }
 
 impl Writer {
-    pub fn new(layouts: FastMap<u64, Layout>, run: u32, next_uid: u64) -> Self {
+    pub fn new(layouts: FastMap<u64, Layout>, run: u32, next_uid: u64, log: LogWriter) -> Self {
         Writer {
             layouts,
             run,
@@ -134,6 +137,7 @@ impl Writer {
             prefix_deletes: Vec::new(),
             touched: Vec::new(),
             meta_dirty: false,
+            log,
         }
     }
 
@@ -192,11 +196,34 @@ impl Writer {
                 }
                 self.touched.retain(|&u| u != uid);
                 self.prefix_deletes.push(prefix);
+                self.log.deleted(uid);
+                self.prefix_deletes.push(log::campaign_prefix(uid));
             }
             Change::Segment { uid, segment, name } => {
                 self.put(format::segment_key(uid, segment), name.as_bytes().to_vec());
             }
-            Change::Decision { uid, at, entry } => self.decision(uid, at, &entry),
+            Change::Decision { uid, at, entry } => {
+                if self.layouts.contains_key(&uid) {
+                    self.log.decision(
+                        uid,
+                        &LoggedDecision {
+                            at,
+                            created_ms: entry.created_ms,
+                            segment: entry.segment,
+                            arm: entry.arm,
+                            propensity: entry.propensity,
+                            probs: entry.probs.clone(),
+                            // Without the intercept.
+                            context: entry
+                                .context
+                                .as_deref()
+                                .map(|x| x.get(1..).unwrap_or_default().to_vec())
+                                .unwrap_or_default(),
+                        },
+                    );
+                }
+                self.decision(uid, at, &entry)
+            }
             Change::Outcome {
                 uid,
                 outcome,
@@ -210,6 +237,16 @@ impl Writer {
                     self.put(
                         format::row_key(uid, segment, u32::from(arm)),
                         format::encode_row(&row),
+                    );
+                    self.log.outcome(
+                        uid,
+                        &LoggedOutcome {
+                            decision: outcome.decision,
+                            created_ms,
+                            at_ms: outcome.at_ms,
+                            resolution: outcome.resolution,
+                            reward: outcome.reward,
+                        },
                     );
                 }
                 self.outcome(uid, &outcome, arm, created_ms, context.as_deref());
@@ -412,6 +449,13 @@ impl Writer {
             for (k, v) in puts {
                 self.put(k, v);
             }
+        }
+        let log_ops = self.log.finish();
+        for (k, v) in log_ops.puts {
+            self.put(k, v);
+        }
+        for k in log_ops.deletes {
+            self.delete(k);
         }
         if std::mem::take(&mut self.meta_dirty) {
             let meta = format::Meta {

@@ -110,9 +110,26 @@ impl Inner {
 }
 
 impl Store for MemoryStore {
-    fn scan(&self, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+    fn first_key(&self, from: &[u8], to: Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::ops::Bound;
         let s = self.inner.lock();
-        for (k, v) in &s.applied {
+        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(s.applied
+            .range::<[u8], _>((Bound::Included(from), upper))
+            .next()
+            .map(|(k, _)| k.clone()))
+    }
+
+    fn scan_range(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        use std::ops::Bound;
+        let s = self.inner.lock();
+        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+        for (k, v) in s.applied.range::<[u8], _>((Bound::Included(from), upper)) {
             visit(k, v)?;
         }
         Ok(())

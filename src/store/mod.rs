@@ -4,7 +4,8 @@
 //! their encoding (that is the [`crate::journal`]'s on-disk format). Its
 //! surface is what the journal's single writer needs and no more:
 //!
-//! - [`Store::scan`] reads everything once, at start-up, in key order;
+//! - [`Store::scan_range`] reads a key range in key order (start-up reads
+//!   the state once; an export reads the decision log's range);
 //! - [`Store::apply`] applies one batch of [`Op`]s atomically: after a crash
 //!   either the whole batch is there or none of it, and batches are
 //!   recovered in the order they were applied (a prefix of them);
@@ -40,8 +41,20 @@ pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
 /// The persistence seam. Implementations must be safe to share between
 /// threads; the journal calls `apply` and `flush` from one thread only.
 pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Calls `visit` for every key in `from..to` (`to: None`: to the end)
+    /// in ascending byte order.
+    fn scan_range(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError>;
+    /// The first key in `from..to`, if any.
+    fn first_key(&self, from: &[u8], to: Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError>;
     /// Calls `visit` for every key in ascending byte order.
-    fn scan(&self, visit: &mut Visit<'_>) -> Result<(), StoreError>;
+    fn scan(&self, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        self.scan_range(&[], None, visit)
+    }
     /// Applies `ops` in order, atomically.
     fn apply(&self, ops: &[Op]) -> Result<(), StoreError>;
     /// Makes every applied batch durable (flush and fdatasync).

@@ -51,8 +51,28 @@ fn data_file_path(dir: &Path) -> PathBuf {
 }
 
 impl Store for SledStore {
-    fn scan(&self, visit: &mut Visit<'_>) -> Result<(), StoreError> {
-        for item in self.db.iter() {
+    fn first_key(&self, from: &[u8], to: Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut iter = match to {
+            Some(to) => self.db.range(from..to),
+            None => self.db.range(from..),
+        };
+        match iter.next() {
+            Some(item) => Ok(Some(item?.0.to_vec())),
+            None => Ok(None),
+        }
+    }
+
+    fn scan_range(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        let iter = match to {
+            Some(to) => self.db.range(from..to),
+            None => self.db.range(from..),
+        };
+        for item in iter {
             let (k, v) = item?;
             visit(&k, &v)?;
         }

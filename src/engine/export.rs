@@ -1,0 +1,151 @@
+//! Exports of the decision log: the journal's records with the names a
+//! reader needs (segment, arm and feature names, decision ids).
+
+use super::ids::own_id;
+use super::Engine;
+use crate::error::{invalid, Error, Result};
+use crate::journal::format::Resolution;
+use crate::journal::log::ExportedDecision;
+use std::sync::Arc;
+
+/// How a logged decision ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ExportOutcome {
+    /// Its reward arrived at `at_ms`.
+    Rewarded { value: f64, at_ms: u64 },
+    /// Its timeout passed and the default reward was learned at `at_ms`.
+    Default { value: f64, at_ms: u64 },
+    /// Not resolved (yet) as far as the log knows.
+    Pending,
+}
+
+/// One decision of an export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportRecord {
+    /// The server-generated id of the decision's position (never a
+    /// caller-chosen id, which could name a customer).
+    pub decision_id: Arc<str>,
+    pub created_ms: u64,
+    pub segment: Arc<str>,
+    pub arm_index: usize,
+    pub arm_id: String,
+    pub propensity: f64,
+    /// P(chosen) per arm index, for the arms the campaign had then (empty
+    /// where the policy has no full vector: LinUCB and LinTS).
+    pub probabilities: Vec<f64>,
+    /// Feature name and value, in the campaign's feature order.
+    pub context: Vec<(String, f64)>,
+    pub outcome: ExportOutcome,
+}
+
+/// What an export needs to know of its campaign.
+#[derive(Debug, Clone)]
+pub struct ExportHeader {
+    pub campaign_id: String,
+    /// Every arm id, by index.
+    pub arms: Vec<String>,
+    pub features: Vec<String>,
+}
+
+impl Engine {
+    /// Campaign `campaign_id`'s logged decisions made in
+    /// `since_ms..=until_ms` (`until_ms` `None`: up to now), in the order
+    /// they were made, to `visit` (return `false` to stop). Pending ones are
+    /// included only with `include_pending`.
+    pub fn export_decisions(
+        &self,
+        campaign_id: &str,
+        since_ms: u64,
+        until_ms: Option<u64>,
+        include_pending: bool,
+        visit: &mut dyn FnMut(&ExportHeader, ExportRecord) -> bool,
+    ) -> Result<()> {
+        let cell = self.campaign(campaign_id)?;
+        let Some(journal) = &self.journal else {
+            return Err(Error::FailedPrecondition(
+                "this engine keeps no decision log".into(),
+            ));
+        };
+        let until_ms = until_ms.unwrap_or_else(|| self.clock.now_ms());
+        if until_ms < since_ms {
+            return Err(invalid(format!(
+                "the export's end ({until_ms}) is before its start ({since_ms})"
+            )));
+        }
+        // What applied to the store so far, the last batch included.
+        self.sync()?;
+        let snapshot = |cell: &super::state::CampaignCell| {
+            let st = cell.state.lock();
+            let header = ExportHeader {
+                campaign_id: campaign_id.to_string(),
+                arms: st.spec.arms.iter().map(|a| a.id.clone()).collect(),
+                features: st.spec.policy.features().to_vec(),
+            };
+            let segments: Vec<Arc<str>> = st.segments.iter().map(|s| s.name.clone()).collect();
+            let horizon = u64::from(st.spec.reward_timeout_seconds) * 1000 + 600_000;
+            (header, segments, horizon)
+        };
+        let (mut header, mut segments, horizon) = snapshot(&cell);
+        let uid = cell.uid;
+        let mut failure = None;
+        journal.export(
+            uid,
+            since_ms,
+            until_ms,
+            horizon,
+            &mut |e: ExportedDecision| {
+                let d = e.decision;
+                if d.segment as usize >= segments.len() || usize::from(d.arm) >= header.arms.len() {
+                    // Made after the snapshot (a new segment or arm): take another.
+                    (header, segments, _) = snapshot(&cell);
+                }
+                let (Some(segment), Some(arm_id)) = (
+                    segments.get(d.segment as usize).cloned(),
+                    header.arms.get(usize::from(d.arm)).cloned(),
+                ) else {
+                    failure = Some(format!(
+                    "logged decision {:?} names segment {} or arm {} the campaign does not have",
+                    d.at, d.segment, d.arm
+                ));
+                    return false;
+                };
+                let outcome = match e.outcome {
+                    Some(o) if o.resolution == Resolution::Rewarded => ExportOutcome::Rewarded {
+                        value: o.reward,
+                        at_ms: o.at_ms,
+                    },
+                    Some(o) => ExportOutcome::Default {
+                        value: o.reward,
+                        at_ms: o.at_ms,
+                    },
+                    None if include_pending => ExportOutcome::Pending,
+                    None => return true,
+                };
+                let record = ExportRecord {
+                    decision_id: own_id(uid, d.at),
+                    created_ms: d.created_ms,
+                    segment,
+                    arm_index: usize::from(d.arm),
+                    arm_id,
+                    propensity: d.propensity,
+                    probabilities: d.probs.as_deref().map(<[f64]>::to_vec).unwrap_or_default(),
+                    context: header
+                        .features
+                        .iter()
+                        .cloned()
+                        .zip(d.context.iter().copied())
+                        .collect(),
+                    outcome,
+                };
+                visit(&header, record)
+            },
+        )?;
+        match failure {
+            Some(why) => Err(Error::Storage(crate::error::StoreError::Corrupt {
+                key: format!("decision log of campaign {campaign_id:?}"),
+                why,
+            })),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,671 @@
+//! The decision log: every decision with the probabilities it was made
+//! with, and its outcome, kept for a retention (default 7 days) within a
+//! disk bound, for export and off-policy evaluation.
+//!
+//! The writer appends to it in the same batches as the state, so it is
+//! exactly as durable; an export reads it straight from the store. It never
+//! holds a caller-chosen decision id (an export names decisions by their
+//! position), so it cannot carry a customer identifier the caller put there.
+//!
+//! | key | value |
+//! |---|---|
+//! | `L` uid `d` first_ms:u64 run:u32 slot:u64 | decision records, in the order made |
+//! | `L` uid `o` first_ms:u64 run:u32 seq:u64 | outcome records, in the order learned |
+//!
+//! The `L` range lies outside the campaigns' `C` range, so start-up's scan
+//! of the state never reads it. A block spans at most [`MAX_SPAN_MS`] of
+//! time, so a time range is found from its keys, and a block is deleted once
+//! all of it is past the retention (or, beyond the disk bound, oldest first).
+//! Within a decision block, a probability vector that is the same as the
+//! previous one of its segment (Thompson serves one vector to many
+//! decisions) is written as a one-byte reference.
+
+use super::format::{self, Position, Reader, Resolution};
+use crate::error::StoreError;
+use crate::store::Store;
+use crate::FastMap;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+pub const LOG_TAG: u8 = b'L';
+const DECISIONS: u8 = b'd';
+const OUTCOMES: u8 = b'o';
+/// Longest time one block spans.
+pub const MAX_SPAN_MS: u64 = 3_600_000;
+/// Longest probability vector kept (longer ones are left out; the chosen
+/// arm's propensity is always there).
+const MAX_PROBS: usize = 256;
+
+const PROBS_NONE: u8 = 0;
+const PROBS_INLINE: u8 = 1;
+const PROBS_REPEAT: u8 = 2;
+
+/// How much of the log is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Records older than this (behind the newest) are deleted; 0 turns the
+    /// log off.
+    pub retention_ms: u64,
+    /// Beyond this many bytes the oldest blocks are deleted.
+    pub max_bytes: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            retention_ms: 7 * 24 * 3_600_000,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+impl LogOptions {
+    pub fn enabled(&self) -> bool {
+        self.retention_ms > 0 && self.max_bytes > 0
+    }
+}
+
+pub fn campaign_prefix(uid: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(LOG_TAG);
+    k.extend_from_slice(&uid.to_be_bytes());
+    k
+}
+
+fn block_key(uid: u64, kind: u8, first_ms: u64, run: u32, n: u64) -> Vec<u8> {
+    let mut k = campaign_prefix(uid);
+    k.push(kind);
+    k.extend_from_slice(&first_ms.to_be_bytes());
+    k.extend_from_slice(&run.to_be_bytes());
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// The first key of a campaign's `kind` blocks at or after `ms`.
+fn range_start(uid: u64, kind: u8, ms: u64) -> Vec<u8> {
+    let mut k = campaign_prefix(uid);
+    k.push(kind);
+    k.extend_from_slice(&ms.to_be_bytes());
+    k
+}
+
+struct LogKey {
+    uid: u64,
+
+    first_ms: u64,
+}
+
+fn decode_key(key: &[u8]) -> Result<LogKey, StoreError> {
+    let mut r = Reader::new(key, key);
+    if r.u8()? != LOG_TAG {
+        return Err(format::corrupt(key, "not a decision log key"));
+    }
+    let uid = r.u64()?;
+    let kind = r.u8()?;
+    if kind != DECISIONS && kind != OUTCOMES {
+        return Err(format::corrupt(
+            key,
+            format!("unknown log block kind {kind}"),
+        ));
+    }
+    let first_ms = r.u64()?;
+    r.u32()?;
+    r.u64()?;
+    if !r.at_end() {
+        return Err(format::corrupt(key, "trailing bytes"));
+    }
+    Ok(LogKey { uid, first_ms })
+}
+
+/// A decision as the log keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedDecision {
+    pub at: Position,
+    pub created_ms: u64,
+    pub segment: u32,
+    pub arm: u16,
+    pub propensity: f64,
+    /// P(chosen) for every arm by index, where the policy has it.
+    pub probs: Option<Arc<[f64]>>,
+    /// Context feature values in the campaign's feature order (no intercept).
+    pub context: Vec<f64>,
+}
+
+/// An outcome as the log keeps it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoggedOutcome {
+    pub decision: Position,
+    pub created_ms: u64,
+    pub at_ms: u64,
+    pub resolution: Resolution,
+    pub reward: f64,
+}
+
+fn push_f64(v: &mut Vec<u8>, x: f64) {
+    v.extend_from_slice(&x.to_bits().to_be_bytes());
+}
+
+fn read_f64(r: &mut Reader<'_>) -> Result<f64, StoreError> {
+    Ok(f64::from_bits(r.u64()?))
+}
+
+/// Appends a decision record; `previous` is the last vector written for
+/// its segment in this block.
+fn push_decision(v: &mut Vec<u8>, d: &LoggedDecision, previous: Option<&Arc<[f64]>>) {
+    v.extend_from_slice(&d.at.0.to_be_bytes());
+    v.extend_from_slice(&d.at.1.to_be_bytes());
+    v.extend_from_slice(&d.created_ms.to_be_bytes());
+    v.extend_from_slice(&d.segment.to_be_bytes());
+    v.extend_from_slice(&d.arm.to_be_bytes());
+    push_f64(v, d.propensity);
+    match &d.probs {
+        Some(p) if previous.is_some_and(|q| Arc::ptr_eq(p, q) || **p == **q) => {
+            v.push(PROBS_REPEAT)
+        }
+        Some(p) if p.len() <= MAX_PROBS => {
+            v.push(PROBS_INLINE);
+            v.extend_from_slice(&(p.len() as u16).to_be_bytes());
+            for &x in p.iter() {
+                push_f64(v, x);
+            }
+        }
+        _ => v.push(PROBS_NONE),
+    }
+    v.extend_from_slice(&(d.context.len() as u16).to_be_bytes());
+    for &x in &d.context {
+        push_f64(v, x);
+    }
+}
+
+fn decode_decisions(key: &[u8], value: &[u8]) -> Result<Vec<LoggedDecision>, StoreError> {
+    let mut r = Reader::new(key, value);
+    let mut out = Vec::new();
+    let mut last: FastMap<u32, Arc<[f64]>> = FastMap::default();
+    while !r.at_end() {
+        let at = (r.u32()?, r.u64()?);
+        let created_ms = r.u64()?;
+        let segment = r.u32()?;
+        let arm = r.u16()?;
+        let propensity = read_f64(&mut r)?;
+        let probs = match r.u8()? {
+            PROBS_NONE => None,
+            PROBS_INLINE => {
+                let n = usize::from(r.u16()?);
+                let mut p = Vec::with_capacity(n);
+                for _ in 0..n {
+                    p.push(read_f64(&mut r)?);
+                }
+                let p: Arc<[f64]> = p.into();
+                last.insert(segment, p.clone());
+                Some(p)
+            }
+            PROBS_REPEAT => Some(
+                last.get(&segment)
+                    .cloned()
+                    .ok_or_else(|| format::corrupt(key, "a repeated vector without a first"))?,
+            ),
+            other => return Err(format::corrupt(key, format!("unknown vector tag {other}"))),
+        };
+        let n = usize::from(r.u16()?);
+        let mut context = Vec::with_capacity(n);
+        for _ in 0..n {
+            context.push(read_f64(&mut r)?);
+        }
+        out.push(LoggedDecision {
+            at,
+            created_ms,
+            segment,
+            arm,
+            propensity,
+            probs,
+            context,
+        });
+    }
+    Ok(out)
+}
+
+const OUTCOME_LEN: usize = 4 + 8 + 8 + 8 + 1 + 8;
+
+fn push_outcome(v: &mut Vec<u8>, o: &LoggedOutcome) {
+    v.extend_from_slice(&o.decision.0.to_be_bytes());
+    v.extend_from_slice(&o.decision.1.to_be_bytes());
+    v.extend_from_slice(&o.created_ms.to_be_bytes());
+    v.extend_from_slice(&o.at_ms.to_be_bytes());
+    v.push(match o.resolution {
+        Resolution::Rewarded => 0,
+        Resolution::Expired => 1,
+    });
+    push_f64(v, o.reward);
+}
+
+fn decode_outcomes(key: &[u8], value: &[u8]) -> Result<Vec<LoggedOutcome>, StoreError> {
+    let mut r = Reader::new(key, value);
+    let mut out = Vec::with_capacity(value.len() / OUTCOME_LEN);
+    while !r.at_end() {
+        let decision = (r.u32()?, r.u64()?);
+        let created_ms = r.u64()?;
+        let at_ms = r.u64()?;
+        let resolution = match r.u8()? {
+            0 => Resolution::Rewarded,
+            1 => Resolution::Expired,
+            other => return Err(format::corrupt(key, format!("unknown resolution {other}"))),
+        };
+        let reward = read_f64(&mut r)?;
+        out.push(LoggedOutcome {
+            decision,
+            created_ms,
+            at_ms,
+            resolution,
+            reward,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Debug)]
+struct Sealed {
+    key: Vec<u8>,
+    first_ms: u64,
+    bytes: u64,
+}
+
+#[derive(Debug)]
+struct Tail {
+    key: Vec<u8>,
+    first_ms: u64,
+    bytes: Vec<u8>,
+    dirty: bool,
+    /// Decision blocks: the last vector written per segment.
+    last: FastMap<u32, Arc<[f64]>>,
+}
+
+#[derive(Debug, Default)]
+struct CampaignLog {
+    /// Sealed blocks of both kinds, oldest first (by their first time).
+    sealed: VecDeque<Sealed>,
+    decisions: Option<Tail>,
+    outcomes: Option<Tail>,
+    next_seq: u64,
+}
+
+/// The writer's side of the log.
+#[derive(Debug)]
+pub(super) struct LogWriter {
+    opts: LogOptions,
+    run: u32,
+    campaigns: FastMap<u64, CampaignLog>,
+    /// Bytes of every block, tails included.
+    total: u64,
+    newest_ms: u64,
+    touched: Vec<u64>,
+    /// Tails closed during the batch with records not yet written.
+    closed: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What [`LogWriter::finish`] wants written.
+pub(super) struct LogOps {
+    pub puts: Vec<(Vec<u8>, Vec<u8>)>,
+    pub deletes: Vec<Vec<u8>>,
+}
+
+impl LogWriter {
+    /// The log as the store holds it (every block found is sealed: this
+    /// run starts new tails).
+    pub fn load(store: &dyn Store, opts: LogOptions, run: u32) -> Result<Self, StoreError> {
+        let mut w = LogWriter {
+            opts,
+            run,
+            campaigns: FastMap::default(),
+            total: 0,
+            newest_ms: 0,
+            touched: Vec::new(),
+            closed: Vec::new(),
+        };
+        let mut blocks = Vec::new();
+        store.scan_range(&[LOG_TAG], Some(&[LOG_TAG + 1]), &mut |k, v| {
+            let key = decode_key(k)?;
+            blocks.push((key.uid, key.first_ms, k.to_vec(), v.len() as u64));
+            Ok(())
+        })?;
+        blocks.sort_by_key(|b| (b.0, b.1));
+        for (uid, first_ms, key, bytes) in blocks {
+            w.total += bytes;
+            w.newest_ms = w.newest_ms.max(first_ms);
+            w.campaigns
+                .entry(uid)
+                .or_default()
+                .sealed
+                .push_back(Sealed {
+                    key,
+                    first_ms,
+                    bytes,
+                });
+        }
+        Ok(w)
+    }
+
+    fn touch(&mut self, uid: u64) {
+        if self.touched.last() != Some(&uid) {
+            self.touched.push(uid);
+        }
+    }
+
+    /// Starts a new tail for `kind` unless the current one can take a
+    /// record of `len` bytes at `ms`; returns the tail closed, if any.
+    fn tail_for(
+        c: &mut CampaignLog,
+        uid: u64,
+        kind: u8,
+        ms: u64,
+        len: usize,
+        run: u32,
+        n: u64,
+    ) -> Option<(Sealed, Option<Vec<u8>>)> {
+        let slot = if kind == DECISIONS {
+            &mut c.decisions
+        } else {
+            &mut c.outcomes
+        };
+        let fits = slot.as_ref().is_some_and(|t| {
+            t.bytes.len() + len <= format::MAX_VALUE_BYTES
+                && ms < t.first_ms.saturating_add(MAX_SPAN_MS)
+        });
+        if fits {
+            return None;
+        }
+        // A closed tail with records not yet written is written with the
+        // batch.
+        let closed = slot.take().map(|t| {
+            let unwritten = t.dirty.then(|| t.bytes.clone());
+            (
+                Sealed {
+                    key: t.key,
+                    first_ms: t.first_ms,
+                    bytes: t.bytes.len() as u64,
+                },
+                unwritten,
+            )
+        });
+        *slot = Some(Tail {
+            key: block_key(uid, kind, ms, run, n),
+            first_ms: ms,
+            bytes: Vec::with_capacity(format::SEAL_BYTES),
+            dirty: false,
+            last: FastMap::default(),
+        });
+        closed
+    }
+
+    pub fn decision(&mut self, uid: u64, d: &LoggedDecision) {
+        if !self.opts.enabled() {
+            return;
+        }
+        let run = self.run;
+        let c = self.campaigns.entry(uid).or_default();
+        let len = 40 + d.probs.as_ref().map_or(0, |p| 2 + 8 * p.len()) + 8 * d.context.len();
+        if let Some((s, unwritten)) =
+            Self::tail_for(c, uid, DECISIONS, d.created_ms, len, run, d.at.1)
+        {
+            if let Some(bytes) = unwritten {
+                self.closed.push((s.key.clone(), bytes));
+            }
+            c.sealed.push_back(s);
+        }
+        if let Some(t) = c.decisions.as_mut() {
+            let before = t.bytes.len();
+            push_decision(&mut t.bytes, d, t.last.get(&d.segment));
+            if let Some(p) = &d.probs {
+                t.last.insert(d.segment, p.clone());
+            }
+            t.dirty = true;
+            self.total += (t.bytes.len() - before) as u64;
+        }
+        self.newest_ms = self.newest_ms.max(d.created_ms);
+        self.touch(uid);
+    }
+
+    pub fn outcome(&mut self, uid: u64, o: &LoggedOutcome) {
+        if !self.opts.enabled() {
+            return;
+        }
+        let run = self.run;
+        let c = self.campaigns.entry(uid).or_default();
+        let seq = c.next_seq;
+        if let Some((s, unwritten)) =
+            Self::tail_for(c, uid, OUTCOMES, o.at_ms, OUTCOME_LEN, run, seq)
+        {
+            if let Some(bytes) = unwritten {
+                self.closed.push((s.key.clone(), bytes));
+            }
+            c.sealed.push_back(s);
+        }
+        c.next_seq += 1;
+        if let Some(t) = c.outcomes.as_mut() {
+            push_outcome(&mut t.bytes, o);
+            t.dirty = true;
+            self.total += OUTCOME_LEN as u64;
+        }
+        self.newest_ms = self.newest_ms.max(o.at_ms);
+        self.touch(uid);
+    }
+
+    /// A deleted campaign's log goes with it (the caller deletes the prefix).
+    pub fn deleted(&mut self, uid: u64) {
+        if let Some(c) = self.campaigns.remove(&uid) {
+            let tails = [c.decisions, c.outcomes]
+                .into_iter()
+                .flatten()
+                .map(|t| t.bytes.len() as u64);
+            let sealed = c.sealed.iter().map(|s| s.bytes);
+            self.total = self.total.saturating_sub(tails.chain(sealed).sum());
+        }
+        self.touched.retain(|&u| u != uid);
+        let prefix = campaign_prefix(uid);
+        self.closed.retain(|(k, _)| !k.starts_with(&prefix));
+    }
+
+    /// The batch's log writes: touched tails (sealed once full), and the
+    /// blocks past the retention or beyond the disk bound.
+    pub fn finish(&mut self) -> LogOps {
+        let mut ops = LogOps {
+            puts: std::mem::take(&mut self.closed),
+            deletes: Vec::new(),
+        };
+        for uid in std::mem::take(&mut self.touched) {
+            let Some(c) = self.campaigns.get_mut(&uid) else {
+                continue;
+            };
+            for slot in [&mut c.decisions, &mut c.outcomes] {
+                if let Some(t) = slot.as_mut() {
+                    if t.dirty {
+                        ops.puts.push((t.key.clone(), t.bytes.clone()));
+                        t.dirty = false;
+                    }
+                    if t.bytes.len() >= format::SEAL_BYTES {
+                        if let Some(t) = slot.take() {
+                            c.sealed.push_back(Sealed {
+                                key: t.key,
+                                first_ms: t.first_ms,
+                                bytes: t.bytes.len() as u64,
+                            });
+                        }
+                    }
+                }
+            }
+            // Keep the sealed blocks ordered by time (a tail of one kind
+            // can be sealed after a younger block of the other).
+            if c.sealed.len() > 1 {
+                let n = c.sealed.len();
+                if c.sealed[n - 2].first_ms > c.sealed[n - 1].first_ms {
+                    c.sealed.make_contiguous().sort_by_key(|s| s.first_ms);
+                }
+            }
+        }
+        let cutoff = self
+            .newest_ms
+            .saturating_sub(self.opts.retention_ms)
+            .saturating_sub(MAX_SPAN_MS);
+        for c in self.campaigns.values_mut() {
+            while c.sealed.front().is_some_and(|s| s.first_ms < cutoff) {
+                if let Some(s) = c.sealed.pop_front() {
+                    self.total = self.total.saturating_sub(s.bytes);
+                    ops.deletes.push(s.key);
+                }
+            }
+        }
+        while self.total > self.opts.max_bytes {
+            let oldest = self
+                .campaigns
+                .iter()
+                .filter_map(|(&uid, c)| c.sealed.front().map(|s| (s.first_ms, uid)))
+                .min();
+            let Some((_, uid)) = oldest else { break };
+            if let Some(s) = self
+                .campaigns
+                .get_mut(&uid)
+                .and_then(|c| c.sealed.pop_front())
+            {
+                self.total = self.total.saturating_sub(s.bytes);
+                ops.deletes.push(s.key);
+            }
+        }
+        ops
+    }
+}
+
+/// A decision of an export, joined with its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedDecision {
+    pub decision: LoggedDecision,
+    pub outcome: Option<LoggedOutcome>,
+}
+
+/// Reads campaign `uid`'s decisions made in `since_ms..=until_ms` in the
+/// order they were made, each with its outcome if one is logged, and hands
+/// them to `visit` (which may stop the export by returning `false`).
+/// Outcomes are held in memory only from a decision's time until its
+/// outcome is due (`horizon_ms`, the reward timeout plus slack), so memory
+/// stays bounded by one timeout's worth of outcomes; decisions still
+/// unmatched then (pending ones, or expired late after a restart) come
+/// last, with their outcome if the rest of the log has it.
+pub fn export(
+    store: &dyn Store,
+    uid: u64,
+    since_ms: u64,
+    until_ms: u64,
+    horizon_ms: u64,
+    visit: &mut dyn FnMut(ExportedDecision) -> bool,
+) -> Result<(), StoreError> {
+    let start = since_ms.saturating_sub(MAX_SPAN_MS);
+    let end_d = until_ms.saturating_add(1);
+    let mut outcomes: FastMap<Position, LoggedOutcome> = FastMap::default();
+    // Outcome blocks are read in time order up to `loaded_to` (exclusive).
+    let mut loaded_to = start;
+    let mut load_outcomes =
+        |to_ms: u64, outcomes: &mut FastMap<Position, LoggedOutcome>| -> Result<(), StoreError> {
+            if to_ms <= loaded_to {
+                return Ok(());
+            }
+            store.scan_range(
+                &range_start(uid, OUTCOMES, loaded_to),
+                Some(&range_start(uid, OUTCOMES, to_ms)),
+                &mut |k, v| {
+                    for o in decode_outcomes(k, v)? {
+                        if (since_ms..=until_ms).contains(&o.created_ms) {
+                            outcomes.entry(o.decision).or_insert(o);
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
+            loaded_to = to_ms;
+            Ok(())
+        };
+    // Decision blocks, a window of time at a time.
+    let mut from = start;
+    let window = MAX_SPAN_MS;
+    let mut stopped = false;
+    let mut unmatched: Vec<LoggedDecision> = Vec::new();
+    while from < end_d && !stopped {
+        let to = from.saturating_add(window).min(end_d);
+        // Skip a gap in the log at once (a range may reach far beyond it).
+        let Some(next) = store.first_key(
+            &range_start(uid, DECISIONS, from),
+            Some(&range_start(uid, DECISIONS, end_d)),
+        )?
+        else {
+            break;
+        };
+        let next_ms = decode_key(&next)?.first_ms;
+        if next_ms >= to {
+            from = next_ms;
+            continue;
+        }
+        let mut blocks: Vec<Vec<LoggedDecision>> = Vec::new();
+        store.scan_range(
+            &range_start(uid, DECISIONS, from),
+            Some(&range_start(uid, DECISIONS, to)),
+            &mut |k, v| {
+                blocks.push(decode_decisions(k, v)?);
+                Ok(())
+            },
+        )?;
+        // Every decision of these blocks was made before `to + span`; its
+        // outcome came at most `horizon` later.
+        load_outcomes(
+            to.saturating_add(MAX_SPAN_MS).saturating_add(horizon_ms),
+            &mut outcomes,
+        )?;
+        for d in blocks.into_iter().flatten() {
+            if !(since_ms..=until_ms).contains(&d.created_ms) {
+                continue;
+            }
+            match outcomes.remove(&d.at) {
+                Some(o) => {
+                    if !visit(ExportedDecision {
+                        decision: d,
+                        outcome: Some(o),
+                    }) {
+                        stopped = true;
+                        break;
+                    }
+                }
+                // Still pending, or resolved later than the horizon (an
+                // expiry after the daemon was down): looked up at the end.
+                None => unmatched.push(d),
+            }
+        }
+        from = to;
+    }
+    if stopped || unmatched.is_empty() {
+        return Ok(());
+    }
+    let earliest = unmatched.iter().map(|d| d.created_ms).min().unwrap_or(0);
+    let mut late: FastMap<Position, LoggedOutcome> = FastMap::default();
+    let wanted: std::collections::HashSet<Position> = unmatched.iter().map(|d| d.at).collect();
+    store.scan_range(
+        &range_start(uid, OUTCOMES, earliest.saturating_sub(MAX_SPAN_MS)),
+        Some(&range_start(uid, OUTCOMES, u64::MAX)),
+        &mut |k, v| {
+            for o in decode_outcomes(k, v)? {
+                if wanted.contains(&o.decision) {
+                    late.entry(o.decision).or_insert(o);
+                }
+            }
+            Ok(())
+        },
+    )?;
+    for d in unmatched {
+        let outcome = late.remove(&d.at);
+        if !visit(ExportedDecision {
+            decision: d,
+            outcome,
+        }) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
