@@ -994,7 +994,12 @@ fn export_all(e: &Engine, id: &str, pending: bool) -> Vec<ExportRecord> {
 fn decision_log_exports_decisions_with_outcomes() {
     let clock = Arc::new(AtomicU64::new(5_000_000));
     let store = Arc::new(MemoryStore::new());
-    let e = engine(store.clone(), &clock, 21);
+    let with_log = || {
+        let mut o = options(&clock, 21, Mode::Default);
+        o.journal.decision_log = crate::journal::log::LogOptions::default();
+        o
+    };
+    let e = Engine::open(store.clone(), with_log()).expect("engine");
     e.create_campaign(spec("log", 3, 60, 0.0)).expect("create");
     let mut made = Vec::new();
     for i in 0..300u64 {
@@ -1049,7 +1054,7 @@ fn decision_log_exports_decisions_with_outcomes() {
     assert_eq!(window, 100);
     e.shutdown().expect("shutdown");
     drop(e);
-    let e = engine(store.clone(), &clock, 21);
+    let e = Engine::open(store.clone(), with_log()).expect("engine");
     assert_eq!(
         export_all(&e, "log", false),
         log,

@@ -60,6 +60,12 @@ impl Default for LogOptions {
 }
 
 impl LogOptions {
+    /// No decision log.
+    pub const OFF: LogOptions = LogOptions {
+        retention_ms: 0,
+        max_bytes: 0,
+    };
+
     pub fn enabled(&self) -> bool {
         self.retention_ms > 0 && self.max_bytes > 0
     }
