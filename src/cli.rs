@@ -347,6 +347,15 @@ fn policy_name(c: &pb::Campaign) -> &'static str {
     }
 }
 
+/// How a contextual campaign treats a feature a request leaves out.
+fn missing_features(missing: i32) -> &'static str {
+    if missing == pb::MissingFeature::Zero as i32 {
+        "count as 0"
+    } else {
+        "are rejected"
+    }
+}
+
 fn describe(c: &pb::Campaign) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "id              {}", c.id);
@@ -376,11 +385,7 @@ fn describe(c: &pb::Campaign) -> String {
         );
     }
     if let Some(pb::campaign::Policy::Linucb(l)) = &c.policy {
-        let missing = if l.missing == pb::MissingFeature::Zero as i32 {
-            "count as 0"
-        } else {
-            "are rejected"
-        };
+        let missing = missing_features(l.missing);
         let _ = writeln!(
             out,
             "linucb          alpha {}, lambda {}, epsilon {}; missing features {missing}",
@@ -389,11 +394,7 @@ fn describe(c: &pb::Campaign) -> String {
         let _ = writeln!(out, "features        intercept + {}", l.features.join(", "));
     }
     if let Some(pb::campaign::Policy::Lints(l)) = &c.policy {
-        let missing = if l.missing == pb::MissingFeature::Zero as i32 {
-            "count as 0"
-        } else {
-            "are rejected"
-        };
+        let missing = missing_features(l.missing);
         let _ = writeln!(
             out,
             "lints           exploration {}, lambda {}, epsilon {}; missing features {missing}",
