@@ -25,6 +25,11 @@ pub enum CliError {
         target: String,
         source: tonic::transport::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the daemon answered {code:?}: {message}")]
     Status { code: tonic::Code, message: String },
 }
@@ -318,6 +323,171 @@ pub async fn reward(target: &str, decision_id: &str, value: f64) -> Result<Strin
 }
 
 /// `name=value` pairs from `--context`.
+/// How `banditd log export` writes the decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// Vowpal Wabbit's DSJSON, as `banditd evaluate --log-format banditd` reads it.
+    Dsjson,
+    /// Open Bandit Pipeline's CSV.
+    Csv,
+}
+
+/// `banditd log export CAMPAIGN`: streams the campaign's decision log from
+/// the daemon into `out` (stdout when `None`). `since` / `until` are RFC 3339
+/// times or ages such as `7d`, `36h`, `90m` (before `now_ms`).
+pub async fn export_log(
+    target: &str,
+    campaign_id: &str,
+    format: ExportFormat,
+    since: Option<&str>,
+    until: Option<&str>,
+    out: Option<&Path>,
+    now_ms: u64,
+) -> Result<String, CliError> {
+    use crate::api::convert::{export_record, timestamp};
+    use crate::engine::ExportHeader;
+    use crate::ope::write::{dsjson_line, CsvWriter};
+    use std::io::Write as _;
+
+    let since = since
+        .map(|t| parse_time(t, now_ms, "--since"))
+        .transpose()?;
+    let until = until
+        .map(|t| parse_time(t, now_ms, "--until"))
+        .transpose()?;
+    if let (Some(s), Some(u)) = (since, until) {
+        if u < s {
+            return Err(CliError::Parse {
+                path: "--until".into(),
+                message: "is before --since".into(),
+            });
+        }
+    }
+    let out_name = out.map_or("standard output".to_string(), |p| p.display().to_string());
+    let write_err = |source: std::io::Error| CliError::Write {
+        path: out_name.clone(),
+        source,
+    };
+    let mut client = CampaignsClient::new(channel(target).await?);
+    let mut stream = client
+        .export_decisions(pb::ExportDecisionsRequest {
+            campaign_id: campaign_id.to_string(),
+            since: since.map(timestamp),
+            until: until.map(timestamp),
+            include_pending: false,
+        })
+        .await?
+        .into_inner();
+    // Written next to the destination and renamed at the end, so a failed
+    // export never leaves half a file under the name asked for.
+    let (sink, partial): (Box<dyn std::io::Write>, Option<std::path::PathBuf>) = match out {
+        Some(p) => {
+            let mut tmp = p.as_os_str().to_owned();
+            tmp.push(".partial");
+            let tmp = std::path::PathBuf::from(tmp);
+            let f = std::fs::File::create(&tmp).map_err(&write_err)?;
+            (Box::new(std::io::BufWriter::new(f)), Some(tmp))
+        }
+        None => (
+            Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            None,
+        ),
+    };
+    enum Sink {
+        Dsjson(Box<dyn std::io::Write>),
+        Csv(CsvWriter<Box<dyn std::io::Write>>),
+    }
+    let mut sink = match format {
+        ExportFormat::Dsjson => Sink::Dsjson(sink),
+        ExportFormat::Csv => Sink::Csv(CsvWriter::new(sink)),
+    };
+    let mut n = 0u64;
+    let mut rewarded = 0u64;
+    let mut header: Option<ExportHeader> = None;
+    let streamed: Result<(), CliError> = async {
+        while let Some(msg) = stream.message().await? {
+            let h = ExportHeader::from(&msg);
+            for d in msg.decisions {
+                let r = export_record(&h, d).map_err(|message| CliError::Parse {
+                    path: "the daemon's export".into(),
+                    message,
+                })?;
+                n += 1;
+                rewarded += u64::from(matches!(
+                    r.outcome,
+                    crate::engine::ExportOutcome::Rewarded { .. }
+                ));
+                match &mut sink {
+                    Sink::Dsjson(w) => writeln!(w, "{}", dsjson_line(&h, &r)),
+                    Sink::Csv(w) => w.write(&h, &r),
+                }
+                .map_err(&write_err)?;
+            }
+            header = Some(h);
+        }
+        Ok(())
+    }
+    .await;
+    let done = streamed.and_then(|()| {
+        match sink {
+            Sink::Dsjson(mut w) => w.flush(),
+            Sink::Csv(w) => {
+                let h = header.unwrap_or_else(|| ExportHeader {
+                    campaign_id: campaign_id.to_string(),
+                    arms: Vec::new(),
+                    features: Vec::new(),
+                });
+                w.finish(&h).map(drop)
+            }
+        }
+        .map_err(&write_err)
+    });
+    if let (Some(tmp), Some(p)) = (&partial, out) {
+        match &done {
+            Ok(()) => std::fs::rename(tmp, p).map_err(&write_err)?,
+            Err(_) => {
+                let _ = std::fs::remove_file(tmp);
+            }
+        }
+    }
+    done?;
+    let summary = format!(
+        "exported {n} decisions of campaign {campaign_id} ({rewarded} rewarded, {} at the default reward) to {out_name}\n",
+        n - rewarded
+    );
+    if out.is_none() {
+        eprint!("{summary}");
+        return Ok(String::new());
+    }
+    Ok(summary)
+}
+
+/// An RFC 3339 time, or an age (`7d`, `36h`, `90m`, `45s`) before `now_ms`.
+pub fn parse_time(text: &str, now_ms: u64, flag: &str) -> Result<u64, CliError> {
+    let bad = || {
+        CliError::Parse {
+        path: flag.into(),
+        message: format!(
+            "{text:?} is neither an RFC 3339 time (2026-11-24T00:00:00Z) nor an age such as 7d, 36h, 90m"
+        ),
+    }
+    };
+    if let Some(ms) = crate::ope::read::parse_rfc3339_ms(text) {
+        return Ok(ms);
+    }
+    let unit = match text.chars().last() {
+        Some('d') => 86_400_000,
+        Some('h') => 3_600_000,
+        Some('m') => 60_000,
+        Some('s') => 1000,
+        _ => return Err(bad()),
+    };
+    let n: u64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
+    n.checked_mul(unit)
+        .map(|age| now_ms.saturating_sub(age))
+        .ok_or_else(bad)
+}
+
 fn parse_context(pairs: &[String]) -> Result<HashMap<String, f64>, CliError> {
     pairs
         .iter()

@@ -69,9 +69,44 @@ pub enum Command {
         #[arg(long, env = "BANDITD_DATA_DIR", default_value = "./banditd-data")]
         data_dir: PathBuf,
     },
+    /// Read a campaign's decision log from a running daemon.
+    #[command(subcommand)]
+    Log(LogCommand),
     /// Estimate from a decision log what another policy would have earned
     /// (off-policy evaluation: IPS, SNIPS, doubly robust).
     Evaluate(EvaluateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Write a campaign's logged decisions and their outcomes to a file, for
+    /// `banditd evaluate`, Vowpal Wabbit or Open Bandit Pipeline.
+    Export {
+        campaign_id: String,
+        /// dsjson (Vowpal Wabbit's format; `banditd evaluate` reads it) or csv
+        /// (Open Bandit Pipeline's conventions).
+        #[arg(long, value_enum, default_value_t = ExportFormatArg::Dsjson)]
+        format: ExportFormatArg,
+        /// Decisions made at or after this: an RFC 3339 time
+        /// (2026-11-24T00:00:00Z) or an age (7d, 36h, 90m). Default: the oldest kept.
+        #[arg(long)]
+        since: Option<String>,
+        /// Decisions made at or before this (same forms). Default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// The file to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `log export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormatArg {
+    Dsjson,
+    Csv,
 }
 
 /// `evaluate` flags.
@@ -245,6 +280,18 @@ pub struct ServeArgs {
     /// `text` or `json` logs (filter with RUST_LOG).
     #[arg(long, env = "BANDITD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// How long the decision log keeps decisions and their outcomes, in
+    /// hours; 0 turns the log off (0..=8784).
+    #[arg(
+        long,
+        env = "BANDITD_DECISION_LOG_RETENTION_HOURS",
+        default_value_t = 168
+    )]
+    pub decision_log_retention_hours: u64,
+    /// Disk bound of the decision log in MiB: beyond it the oldest
+    /// decisions are deleted first (1..=1048576).
+    #[arg(long, env = "BANDITD_DECISION_LOG_MAX_MB", default_value_t = 1024)]
+    pub decision_log_max_mb: u64,
 }
 
 /// A validated daemon configuration.
@@ -262,6 +309,8 @@ pub struct ServeConfig {
     pub expiry_interval: Duration,
     pub seed: Option<u64>,
     pub log_format: LogFormat,
+    /// The decision log's retention and disk bound (retention 0: off).
+    pub decision_log: crate::journal::log::LogOptions,
 }
 
 /// A configuration problem, naming the setting.
@@ -327,6 +376,21 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 format!("must be in 10..=60000, got {}", a.expiry_interval_ms),
             ));
         }
+        if a.decision_log_retention_hours > 366 * 24 {
+            return Err(bad(
+                "--decision-log-retention-hours (BANDITD_DECISION_LOG_RETENTION_HOURS)",
+                format!(
+                    "must be in 0..=8784, got {}",
+                    a.decision_log_retention_hours
+                ),
+            ));
+        }
+        if !(1..=1 << 20).contains(&a.decision_log_max_mb) {
+            return Err(bad(
+                "--decision-log-max-mb (BANDITD_DECISION_LOG_MAX_MB)",
+                format!("must be in 1..=1048576, got {}", a.decision_log_max_mb),
+            ));
+        }
         if a.data_dir.as_os_str().is_empty() {
             return Err(bad("--data-dir (BANDITD_DATA_DIR)", "must not be empty"));
         }
@@ -348,6 +412,10 @@ impl TryFrom<ServeArgs> for ServeConfig {
             expiry_interval: Duration::from_millis(a.expiry_interval_ms),
             seed: a.seed,
             log_format: a.log_format,
+            decision_log: crate::journal::log::LogOptions {
+                retention_ms: a.decision_log_retention_hours * 3_600_000,
+                max_bytes: a.decision_log_max_mb << 20,
+            },
         })
     }
 }

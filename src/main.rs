@@ -4,8 +4,8 @@
 use banditd::api::server;
 use banditd::cli;
 use banditd::config::{
-    CampaignCommand, Cli, Command, Durability, EvalLogFormat, EvaluateArgs, LogFormat, ServeConfig,
-    EXIT_USAGE,
+    CampaignCommand, Cli, Command, Durability, EvalLogFormat, EvaluateArgs, ExportFormatArg,
+    LogCommand, LogFormat, ServeConfig, EXIT_USAGE,
 };
 use banditd::engine::{Engine, EngineOptions};
 use banditd::journal::{JournalOptions, Mode};
@@ -80,7 +80,13 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("banditd: {e}");
-                ExitCode::FAILURE
+                match e {
+                    // The command line or a local file is wrong: nothing was sent.
+                    cli::CliError::Parse { .. } | cli::CliError::Read { .. } => {
+                        ExitCode::from(EXIT_USAGE as u8)
+                    }
+                    _ => ExitCode::FAILURE,
+                }
             }
         },
     }
@@ -128,6 +134,32 @@ async fn client(command: Command) -> Result<String, cli::CliError> {
             value,
             target,
         } => cli::reward(&target.target, &decision_id, value).await,
+        Command::Log(LogCommand::Export {
+            campaign_id,
+            format,
+            since,
+            until,
+            out,
+            target,
+        }) => {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let format = match format {
+                ExportFormatArg::Dsjson => cli::ExportFormat::Dsjson,
+                ExportFormatArg::Csv => cli::ExportFormat::Csv,
+            };
+            cli::export_log(
+                &target.target,
+                &campaign_id,
+                format,
+                since.as_deref(),
+                until.as_deref(),
+                out.as_deref(),
+                now_ms,
+            )
+            .await
+        }
         Command::Serve(_) | Command::Simulate(_) | Command::Check { .. } | Command::Evaluate(_) => {
             Ok(String::new())
         }
@@ -176,6 +208,7 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Se
                 },
                 batch_interval: config.batch_interval,
                 flush_interval: config.flush_interval,
+                decision_log: config.decision_log,
                 ..JournalOptions::default()
             },
             max_pending_per_campaign: config.max_pending_per_campaign,
@@ -193,6 +226,8 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Se
         durability = ?config.durability,
         batch_interval_ms = config.batch_interval.as_millis() as u64,
         flush_interval_ms = config.flush_interval.as_millis() as u64,
+        decision_log_retention_hours = config.decision_log.retention_ms / 3_600_000,
+        decision_log_max_mb = config.decision_log.max_bytes >> 20,
         "banditd started"
     );
     let result = server::run(listener, Arc::new(engine), config.expiry_interval, shutdown).await;

@@ -123,7 +123,8 @@ fn malformed_campaign_file_names_the_problem() {
         "http://127.0.0.1:9",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+    // A usage error: nothing was sent.
+    assert_eq!(out.status.code(), Some(64));
     assert!(
         err.contains("bad.toml") && err.contains("prior_alfa"),
         "{err}"

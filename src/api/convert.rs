@@ -6,7 +6,9 @@ use crate::campaign::{
     ArmSpec, CampaignSpec, PolicySpec, Pooling, DEFAULT_EPSILON, DEFAULT_EXPLORATION_FLOOR,
     DEFAULT_LINTS_SCALE, DEFAULT_REWARD_TIMEOUT_SECONDS,
 };
-use crate::engine::{ArmReport, ChooseRequest, SegmentReport};
+use crate::engine::{
+    ArmReport, ChooseRequest, ExportHeader, ExportOutcome, ExportRecord, SegmentReport,
+};
 use tonic::Status;
 
 impl TryFrom<pb::ChooseRequest> for ChooseRequest {
@@ -230,4 +232,119 @@ pub fn arms_from_wire(arms: Vec<pb::Arm>) -> Result<Vec<ArmSpec>, Status> {
             }
         })
         .collect()
+}
+
+/// Milliseconds since the Unix epoch as a protobuf `Timestamp`.
+pub fn timestamp(ms: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+/// A protobuf `Timestamp` as milliseconds since the Unix epoch; `what`
+/// names the field in the error.
+pub fn timestamp_ms(t: &prost_types::Timestamp, what: &str) -> Result<u64, Status> {
+    if t.seconds < 0 || !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(Status::invalid_argument(format!(
+            "{what} is not a time after 1970 ({}s {}ns)",
+            t.seconds, t.nanos
+        )));
+    }
+    (t.seconds as u64)
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(t.nanos as u64 / 1_000_000))
+        .ok_or_else(|| Status::invalid_argument(format!("{what} is too far in the future")))
+}
+
+impl From<&ExportRecord> for pb::LoggedDecision {
+    fn from(r: &ExportRecord) -> Self {
+        let (outcome, reward, at) = match r.outcome {
+            ExportOutcome::Rewarded { value, at_ms } => {
+                (pb::DecisionOutcome::Rewarded, value, Some(at_ms))
+            }
+            ExportOutcome::Default { value, at_ms } => {
+                (pb::DecisionOutcome::Default, value, Some(at_ms))
+            }
+            ExportOutcome::Pending => (pb::DecisionOutcome::Pending, 0.0, None),
+        };
+        pb::LoggedDecision {
+            decision_id: r.decision_id.to_string(),
+            decided_at: Some(timestamp(r.created_ms)),
+            segment: r.segment.to_string(),
+            arm_id: r.arm_id.clone(),
+            propensity: r.propensity,
+            probabilities: r.probabilities.clone(),
+            context: r.context.iter().map(|(_, v)| *v).collect(),
+            outcome: outcome as i32,
+            reward,
+            outcome_at: at.map(timestamp),
+        }
+    }
+}
+
+impl From<&pb::ExportDecisionsResponse> for ExportHeader {
+    fn from(r: &pb::ExportDecisionsResponse) -> Self {
+        ExportHeader {
+            campaign_id: r.campaign_id.clone(),
+            arms: r.arm_ids.clone(),
+            features: r.features.clone(),
+        }
+    }
+}
+
+/// A logged decision from the wire, in the terms of `header` (the message
+/// it came in); an error says what does not fit.
+pub fn export_record(header: &ExportHeader, d: pb::LoggedDecision) -> Result<ExportRecord, String> {
+    let arm_index = header
+        .arms
+        .iter()
+        .position(|a| *a == d.arm_id)
+        .ok_or_else(|| {
+            format!(
+                "decision {} names arm {:?} the campaign does not list",
+                d.decision_id, d.arm_id
+            )
+        })?;
+    if d.context.len() != header.features.len() {
+        return Err(format!(
+            "decision {} has {} context values for {} features",
+            d.decision_id,
+            d.context.len(),
+            header.features.len()
+        ));
+    }
+    let ms = |t: Option<prost_types::Timestamp>, what: &str| -> Result<u64, String> {
+        let t = t.ok_or_else(|| format!("decision {}: {what} is missing", d.decision_id))?;
+        timestamp_ms(&t, what).map_err(|s| s.message().to_string())
+    };
+    let created_ms = ms(d.decided_at, "decided_at")?;
+    let outcome = match pb::DecisionOutcome::try_from(d.outcome) {
+        Ok(pb::DecisionOutcome::Rewarded) => ExportOutcome::Rewarded {
+            value: d.reward,
+            at_ms: ms(d.outcome_at, "outcome_at")?,
+        },
+        Ok(pb::DecisionOutcome::Default) => ExportOutcome::Default {
+            value: d.reward,
+            at_ms: ms(d.outcome_at, "outcome_at")?,
+        },
+        Ok(pb::DecisionOutcome::Pending) => ExportOutcome::Pending,
+        Err(_) => {
+            return Err(format!(
+                "decision {}: unknown outcome {}",
+                d.decision_id, d.outcome
+            ))
+        }
+    };
+    Ok(ExportRecord {
+        decision_id: d.decision_id.into(),
+        created_ms,
+        segment: d.segment.into(),
+        arm_index,
+        arm_id: d.arm_id,
+        propensity: d.propensity,
+        probabilities: d.probabilities,
+        context: header.features.iter().cloned().zip(d.context).collect(),
+        outcome,
+    })
 }

@@ -1,10 +1,11 @@
 //! The two v1 services: thin wrappers that convert, call the engine, convert.
 
-use super::convert::arms_from_wire;
+use super::convert::{arms_from_wire, timestamp_ms};
 use super::pb::{self, bandit_server::Bandit, campaigns_server::Campaigns};
 use crate::campaign::CampaignSpec;
 use crate::engine::{ChooseRequest, Engine, RewardOutcome};
 use std::sync::Arc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 /// `banditd.v1.Bandit`.
@@ -138,7 +139,86 @@ impl Campaigns for CampaignService {
             segments: segments.into_iter().map(Into::into).collect(),
         }))
     }
+
+    type ExportDecisionsStream = ReceiverStream<Result<pb::ExportDecisionsResponse, Status>>;
+
+    async fn export_decisions(
+        &self,
+        req: Request<pb::ExportDecisionsRequest>,
+    ) -> Result<Response<Self::ExportDecisionsStream>, Status> {
+        let req = req.into_inner();
+        require_id(&req.campaign_id)?;
+        let since = match &req.since {
+            Some(t) => timestamp_ms(t, "since")?,
+            None => 0,
+        };
+        let until = req
+            .until
+            .as_ref()
+            .map(|t| timestamp_ms(t, "until"))
+            .transpose()?;
+        if until.is_some_and(|u| u < since) {
+            return Err(Status::invalid_argument("until is before since"));
+        }
+        // An unknown campaign is the call's status, not a stream item.
+        let spec = self.engine.get_campaign(&req.campaign_id)?;
+        let engine = self.engine.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let message =
+                |h: &crate::engine::ExportHeader, decisions| pb::ExportDecisionsResponse {
+                    campaign_id: h.campaign_id.clone(),
+                    arm_ids: h.arms.clone(),
+                    features: h.features.clone(),
+                    decisions,
+                };
+            let mut batch = Vec::with_capacity(EXPORT_BATCH);
+            let mut last_header = None;
+            let mut sent = false;
+            let result = engine.export_decisions(
+                &req.campaign_id,
+                since,
+                until,
+                req.include_pending,
+                &mut |h, r| {
+                    batch.push(pb::LoggedDecision::from(&r));
+                    if batch.len() < EXPORT_BATCH {
+                        // Arms only grow: a longer list is a newer header.
+                        if last_header
+                            .as_ref()
+                            .is_none_or(|l: &crate::engine::ExportHeader| {
+                                l.arms.len() != h.arms.len()
+                            })
+                        {
+                            last_header = Some(h.clone());
+                        }
+                        return true;
+                    }
+                    sent = true;
+                    let decisions = std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH));
+                    // A closed stream (the client went away) ends the export.
+                    tx.blocking_send(Ok(message(h, decisions))).is_ok()
+                },
+            );
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e.into()));
+                return;
+            }
+            if !batch.is_empty() || !sent {
+                let header = last_header.unwrap_or_else(|| crate::engine::ExportHeader {
+                    campaign_id: spec.id.clone(),
+                    arms: spec.arms.iter().map(|a| a.id.clone()).collect(),
+                    features: spec.policy.features().to_vec(),
+                });
+                let _ = tx.blocking_send(Ok(message(&header, batch)));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
 }
+
+/// Decisions per `ExportDecisions` message.
+const EXPORT_BATCH: usize = 512;
 
 fn require_id(id: &str) -> Result<(), Status> {
     if id.is_empty() {

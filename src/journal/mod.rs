@@ -125,10 +125,7 @@ impl Default for JournalOptions {
             batch_interval: Duration::from_millis(10),
             flush_interval: Duration::from_millis(200),
             capacity: 1 << 18,
-            // Off until the export rpc and the daemon's flags land (issue
-            // 10): with it on, 1M pending decisions measured 156 bytes
-            // resident and 142 on disk each, over the write path's budget.
-            decision_log: log::LogOptions::OFF,
+            decision_log: log::LogOptions::default(),
         }
     }
 }

@@ -10,6 +10,8 @@
 //!   fixed arm, an action distribution from a file);
 //! - [`estimators`](crate::ope::estimators): IPS, SNIPS, the direct method
 //!   and doubly robust with a cross-fitted ridge model;
+//! - [`write`](crate::ope::write): the same two formats written from the
+//!   daemon's export (`banditd log export`, the simulator's logs);
 //! - here: [`evaluate`](crate::ope::evaluate) and the two reports,
 //!   [`EvalReport::to_table`](crate::ope::EvalReport::to_table) for a
 //!   marketer and [`EvalReport::to_json`](crate::ope::EvalReport::to_json)
@@ -27,6 +29,7 @@
 pub mod estimators;
 pub mod policy;
 pub mod read;
+pub mod write;
 
 use serde_json::json;
 use thiserror::Error;

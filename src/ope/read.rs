@@ -20,8 +20,7 @@ use super::{Log, LoggedEvent, OpeError};
 use csv::csv_records;
 pub(crate) use csv::CsvTable;
 pub use dsjson::parse_banditd;
-#[cfg(test)]
-use dsjson::parse_rfc3339_ms;
+pub(crate) use dsjson::parse_rfc3339_ms;
 
 /// Which reader a log needs; the caller says, nothing is guessed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

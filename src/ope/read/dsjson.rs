@@ -23,6 +23,7 @@ struct RawEvent {
     pscore: f64,
     features: HashMap<String, f64>,
     timestamp_ms: Option<u64>,
+    full_probs: bool,
 }
 
 /// Reads banditd's DSJSON export (one decision per line, as Vowpal Wabbit
@@ -69,6 +70,7 @@ pub fn parse_banditd(text: &str, source: &str) -> Result<Log, OpeError> {
             pscore: ev.pscore,
             features: ev.features.into_iter().collect(),
             timestamp_ms: ev.timestamp_ms,
+            full_probs: ev.full_probs,
         });
     }
     if raw.is_empty() {
@@ -100,7 +102,7 @@ pub fn parse_banditd(text: &str, source: &str) -> Result<Log, OpeError> {
             pscore: ev.pscore,
             context,
             timestamp_ms: ev.timestamp_ms,
-            logged_probs: Some(full),
+            logged_probs: ev.full_probs.then_some(full),
         });
     }
     let positions = events.iter().map(|e| e.position).max().unwrap_or(0) + 1;
@@ -127,6 +129,8 @@ struct DsjsonLine {
     pscore: f64,
     features: Vec<(String, f64)>,
     timestamp_ms: Option<u64>,
+    /// `p` is the policy's whole vector (not only the chosen arm's).
+    full_probs: bool,
 }
 
 fn parse_dsjson_line(
@@ -292,7 +296,18 @@ fn parse_dsjson_line(
     };
 
     let mut position = 0;
+    let mut full_probs = true;
     if let Some(b) = v.get("_banditd") {
+        if b.get("outcome").and_then(Value::as_str) == Some("pending") {
+            return Err(err(
+                "_banditd.outcome",
+                "the decision's outcome is not known yet (pending): export without pending decisions"
+                    .to_string(),
+            ));
+        }
+        if b.get("probabilities").and_then(Value::as_str) == Some("chosen-only") {
+            full_probs = false;
+        }
         if let Some(pos) = b.get("position") {
             position = integer(pos, "_banditd.position")? as usize;
         }
@@ -322,6 +337,7 @@ fn parse_dsjson_line(
         pscore,
         features,
         timestamp_ms,
+        full_probs,
     })
 }
 
