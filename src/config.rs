@@ -119,7 +119,9 @@ pub struct EvaluateArgs {
     /// How the log is written.
     #[arg(long, value_enum, default_value_t = EvalLogFormat::Banditd)]
     pub log_format: EvalLogFormat,
-    /// The policy to evaluate: `uniform`, or `fixed:ARM` (always that arm).
+    /// The policy to evaluate: `uniform`, `fixed:ARM` (always that arm), or
+    /// `campaign:FILE.toml` (that campaign file's policy, fitted on the log
+    /// cross-fold and then held fixed).
     #[arg(long)]
     pub policy: Option<String>,
     /// The policy to evaluate as a CSV `action,position,prob` (the same for every decision).

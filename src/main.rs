@@ -309,6 +309,36 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 /// `banditd evaluate`: every failure is the input's (a file, a row, a
 /// column, a policy that does not fit the log), so it exits 64.
+/// `--policy campaign:FILE.toml`: the campaign file parsed and validated as
+/// `banditd campaign create` would, then fitted on the log.
+fn campaign_policy(
+    file: &str,
+    log: &banditd::ope::Log,
+) -> Result<banditd::ope::CampaignPolicy, banditd::ope::OpeError> {
+    use banditd::ope::OpeError;
+    let text = std::fs::read_to_string(file).map_err(|e| OpeError::Io {
+        file: file.to_string(),
+        message: e.to_string(),
+    })?;
+    let bad = |message: String| OpeError::File {
+        file: file.to_string(),
+        message,
+    };
+    let wire = cli::CampaignFile::parse(file, &text)
+        .map_err(|e| bad(e.to_string()))?
+        .into_wire();
+    let spec = banditd::campaign::CampaignSpec::try_from(wire)
+        .map_err(|s| bad(s.message().to_string()))?;
+    spec.validate().map_err(|e| bad(e.to_string()))?;
+    let name = format!(
+        "campaign:{}",
+        std::path::Path::new(file)
+            .file_name()
+            .map_or(file.into(), |n| n.to_string_lossy())
+    );
+    banditd::ope::CampaignPolicy::fit(log, &spec, name)
+}
+
 fn evaluate(args: &EvaluateArgs) -> ExitCode {
     use banditd::ope;
     let run = || -> Result<String, ope::OpeError> {
@@ -319,7 +349,10 @@ fn evaluate(args: &EvaluateArgs) -> ExitCode {
         let log = ope::read_log(&args.log, format)?;
         let policy: Box<dyn ope::EvalPolicy> = match (&args.policy, &args.policy_dist) {
             (_, Some(path)) => Box::new(ope::ActionDistribution::from_file(path, &log)?),
-            (Some(spec), None) => ope::parse_policy(spec, &log)?,
+            (Some(spec), None) => match spec.strip_prefix("campaign:") {
+                Some(file) => Box::new(campaign_policy(file, &log)?),
+                None => ope::parse_policy(spec, &log)?,
+            },
             (None, None) => {
                 return Err(ope::OpeError::Options(
                     "give --policy or --policy-dist".into(),

@@ -394,6 +394,54 @@ async fn log_export_cli_writes_dsjson_and_csv_that_evaluate_reads() {
         "{out}"
     );
 
+    // Two candidate campaign files, fitted on the log and evaluated.
+    let only_red = dir.path().join("only-red.toml");
+    std::fs::write(
+        &only_red,
+        "id = \"promo\"\narms = [\"red\"]\n[policy]\nkind = \"uniform\"\n",
+    )
+    .expect("write");
+    let ts = dir.path().join("thompson.toml");
+    std::fs::write(
+        &ts,
+        "id = \"promo\"\narms = [\"red\", \"blue\", \"green\"]\n[policy]\nkind = \"thompson\"\nexploration_floor = 0.05\n",
+    )
+    .expect("write");
+    let policy = format!("campaign:{}", p(&ts));
+    let (code, out, err) = banditd(&["evaluate", "--log", &p(&dsjson), "--policy", &policy]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("campaign:thompson.toml"), "{out}");
+    let fixed = banditd(&[
+        "evaluate",
+        "--log",
+        &p(&dsjson),
+        "--policy",
+        "fixed:red",
+        "--json",
+    ]);
+    let policy = format!("campaign:{}", p(&only_red));
+    let one = banditd(&[
+        "evaluate",
+        "--log",
+        &p(&dsjson),
+        "--policy",
+        &policy,
+        "--json",
+    ]);
+    assert_eq!(one.0, Some(0), "{}", one.2);
+    let ips = |json: &str| -> f64 {
+        let v: Value = serde_json::from_str(json).expect("json");
+        v["ips"]["value"].as_f64().expect("ips")
+    };
+    // A one-arm uniform campaign is that arm, always.
+    assert_eq!(ips(&one.1), ips(&fixed.1));
+    // A campaign the log cannot answer for: exit 64 naming the arm.
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(&unknown, "id = \"promo\"\narms = [\"red\", \"purple\"]\n").expect("write");
+    let policy = format!("campaign:{}", p(&unknown));
+    let (code, _, err) = banditd(&["evaluate", "--log", &p(&dsjson), "--policy", &policy]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("purple"), "{err}");
     let (code, _, err) = banditd(&[
         "log",
         "export",

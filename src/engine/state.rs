@@ -244,14 +244,7 @@ impl CampaignState {
     fn pooled_prior(&self, pools: &[PoolSums], own: Evidence, arm: usize) -> Option<PooledPrior> {
         let prior = self.prior();
         let others = pools.get(arm)?.without(own);
-        match self.pooling() {
-            Pooling::Off => None,
-            Pooling::EmpiricalBayes => pooling::estimate(&others, prior.alpha, prior.beta),
-            Pooling::Fixed { strength } => (others.n > 0.0).then(|| PooledPrior {
-                mean: (prior.alpha + others.y) / (prior.alpha + prior.beta + others.n),
-                strength: strength.min(others.n),
-            }),
-        }
+        pooling::pooled_prior(self.pooling(), prior.alpha, prior.beta, &others)
     }
 
     /// Pools of every named segment's evidence at `now_ms` (reports: the

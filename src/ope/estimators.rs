@@ -105,8 +105,8 @@ pub fn doubly_robust(
 pub fn policy_probabilities(log: &Log, policy: &dyn EvalPolicy) -> Result<Vec<Vec<f64>>, OpeError> {
     let k = log.actions.len();
     let mut all = Vec::with_capacity(log.events.len());
-    for (t, event) in log.events.iter().enumerate() {
-        let probs: Vec<f64> = (0..k).map(|a| policy.prob(log, event, a)).collect();
+    for t in 0..log.events.len() {
+        let probs = policy.distribution(log, t);
         let sum: f64 = probs.iter().sum();
         if probs.iter().any(|p| !(0.0..=1.0).contains(p)) || (sum - 1.0).abs() > 1e-6 {
             return Err(OpeError::Policy(format!(

@@ -26,6 +26,7 @@
 //! input is rejected with the file, the 1-based row and the column, never
 //! skipped or clamped.
 
+pub mod campaign;
 pub mod estimators;
 pub mod policy;
 pub mod read;
@@ -34,6 +35,7 @@ pub mod write;
 use serde_json::json;
 use thiserror::Error;
 
+pub use campaign::CampaignPolicy;
 pub use policy::{parse_policy, ActionDistribution, EvalPolicy, FixedArm, Uniform};
 pub use read::{parse_banditd, parse_obp_csv, read_log, LogFormat};
 
@@ -56,6 +58,9 @@ pub struct LoggedEvent {
     /// when the log records it (banditd's DSJSON `p`); arms not offered at
     /// this decision have probability 0.
     pub logged_probs: Option<Vec<f64>>,
+    /// The customer segment, an index into [`Log::segments`] (0 when the
+    /// log has none).
+    pub segment: usize,
 }
 
 /// A whole decision log, validated: every event's action and position are in
@@ -68,6 +73,8 @@ pub struct Log {
     /// Number of slots (1 when the log has no positions).
     pub positions: usize,
     pub context_names: Vec<String>,
+    /// Segment names (`[""]` when the log has no segments).
+    pub segments: Vec<String>,
     /// The file the log came from, for messages.
     pub source: String,
     /// Which reader produced it (decides how policy files name actions).

@@ -18,6 +18,15 @@ pub trait EvalPolicy {
     /// π(action at `event.position` | `event`), a probability; summed over
     /// the log's actions it must be 1 at every event.
     fn prob(&self, log: &Log, event: &LoggedEvent, action: usize) -> f64;
+    /// π(· | event `t` of `log`) over the log's actions; by default from
+    /// [`EvalPolicy::prob`]. A policy fitted on the log overrides it to
+    /// score each event with a fit that has not seen it.
+    fn distribution(&self, log: &Log, t: usize) -> Vec<f64> {
+        let event = &log.events[t];
+        (0..log.actions.len())
+            .map(|a| self.prob(log, event, a))
+            .collect()
+    }
     /// The name the reports use.
     fn name(&self) -> String;
 }
@@ -94,7 +103,7 @@ pub fn parse_policy(spec: &str, log: &Log) -> Result<Box<dyn EvalPolicy>, OpeErr
         _ => match spec.strip_prefix("fixed:") {
             Some(arm) => Ok(Box::new(FixedArm::new(log, arm)?)),
             None => Err(OpeError::Policy(format!(
-                "unknown policy `{spec}`; expected `uniform` or `fixed:ARM`"
+                "unknown policy `{spec}`; expected `uniform`, `fixed:ARM` or `campaign:FILE.toml`"
             ))),
         },
     }
@@ -250,6 +259,7 @@ mod tests {
             context: vec![],
             timestamp_ms: None,
             logged_probs: None,
+            segment: 0,
         }
     }
 

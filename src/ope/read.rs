@@ -96,6 +96,7 @@ pub fn parse_obp_csv(text: &str, source: &str) -> Result<Log, OpeError> {
             context,
             timestamp_ms: timestamp.and_then(|c| row.fields[c].trim().parse::<u64>().ok()),
             logged_probs: None,
+            segment: 0,
         });
     }
     if events.is_empty() {
@@ -111,6 +112,7 @@ pub fn parse_obp_csv(text: &str, source: &str) -> Result<Log, OpeError> {
             .iter()
             .map(|&c| table.header[c].clone())
             .collect(),
+        segments: vec![String::new()],
         source: source.to_string(),
         format: LogFormat::ObpCsv,
     })

@@ -42,6 +42,7 @@ fn event(
         context,
         timestamp_ms: None,
         logged_probs: None,
+        segment: 0,
     }
 }
 
@@ -51,6 +52,7 @@ fn log_of(events: Vec<LoggedEvent>, k: usize, positions: usize, context: usize) 
         actions: (0..k).map(|a| a.to_string()).collect(),
         positions,
         context_names: (0..context).map(|c| format!("x{c}")).collect(),
+        segments: vec![String::new()],
         source: "test".to_string(),
         format: LogFormat::ObpCsv,
     }

@@ -28,6 +28,25 @@ pub const MAX_STRENGTH: f64 = 1e6;
 /// Prior strength when fewer than two other segments have data (no
 /// between-segment variance to estimate yet).
 pub const FALLBACK_STRENGTH: f64 = 10.0;
+/// The pooled prior an arm's segment gets from `others` (the other named
+/// segments' sums) under `mode`, on top of the campaign prior (α₀, β₀).
+pub fn pooled_prior(
+    mode: crate::campaign::Pooling,
+    alpha0: f64,
+    beta0: f64,
+    others: &PoolSums,
+) -> Option<PooledPrior> {
+    use crate::campaign::Pooling;
+    match mode {
+        Pooling::Off => None,
+        Pooling::EmpiricalBayes => estimate(others, alpha0, beta0),
+        Pooling::Fixed { strength } => (others.n > 0.0).then(|| PooledPrior {
+            mean: (alpha0 + others.y) / (alpha0 + beta0 + others.n),
+            strength: strength.min(others.n),
+        }),
+    }
+}
+
 /// Effective trials a segment needs for an arm before it counts as a group.
 pub const MIN_GROUP_TRIALS: f64 = 1.0;
 

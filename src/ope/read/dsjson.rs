@@ -12,6 +12,7 @@ use crate::ope::{Log, LoggedEvent, OpeError};
 /// One DSJSON line, before actions and features are aligned across lines.
 #[derive(Debug)]
 struct RawEvent {
+    segment: usize,
     line: usize,
     /// This line's arms, as indices into the log-wide action list.
     arms: Vec<usize>,
@@ -38,6 +39,8 @@ pub fn parse_banditd(text: &str, source: &str) -> Result<Log, OpeError> {
     let mut action_index: HashMap<String, usize> = HashMap::new();
     let mut context_names: Vec<String> = Vec::new();
     let mut campaign: Option<String> = None;
+    let mut segments: Vec<String> = Vec::new();
+    let mut segment_index: HashMap<String, usize> = HashMap::new();
     let mut raw = Vec::new();
     for (i, text_line) in text.lines().enumerate() {
         if text_line.trim().is_empty() {
@@ -60,7 +63,12 @@ pub fn parse_banditd(text: &str, source: &str) -> Result<Log, OpeError> {
                 context_names.push(name.clone());
             }
         }
+        let segment = *segment_index.entry(ev.segment.clone()).or_insert_with(|| {
+            segments.push(ev.segment.clone());
+            segments.len() - 1
+        });
         raw.push(RawEvent {
+            segment,
             line,
             arms,
             probs: ev.probs,
@@ -103,6 +111,7 @@ pub fn parse_banditd(text: &str, source: &str) -> Result<Log, OpeError> {
             context,
             timestamp_ms: ev.timestamp_ms,
             logged_probs: ev.full_probs.then_some(full),
+            segment: ev.segment,
         });
     }
     let positions = events.iter().map(|e| e.position).max().unwrap_or(0) + 1;
@@ -111,6 +120,11 @@ pub fn parse_banditd(text: &str, source: &str) -> Result<Log, OpeError> {
         actions,
         positions,
         context_names,
+        segments: if segments.is_empty() {
+            vec![String::new()]
+        } else {
+            segments
+        },
         source: source.to_string(),
         format: LogFormat::Banditd,
     })
@@ -131,6 +145,8 @@ struct DsjsonLine {
     timestamp_ms: Option<u64>,
     /// `p` is the policy's whole vector (not only the chosen arm's).
     full_probs: bool,
+    /// `c.segment` ("" when absent).
+    segment: String,
 }
 
 fn parse_dsjson_line(
@@ -264,6 +280,11 @@ fn parse_dsjson_line(
         ));
     }
 
+    let segment = match v.get("c").and_then(|c| c.get("segment")) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(err("c.segment", "not a string".to_string())),
+    };
     let mut features = Vec::new();
     if let Some(f) = v.get("c").and_then(|c| c.get("features")) {
         let obj = f
@@ -338,6 +359,7 @@ fn parse_dsjson_line(
         features,
         timestamp_ms,
         full_probs,
+        segment,
     })
 }
 
