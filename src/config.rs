@@ -173,6 +173,10 @@ pub struct SimulateArgs {
     /// Worker threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Also write every strategy's decision log of every run, as the
+    /// daemon exports it (DSJSON), into OUT/decision-logs/.
+    #[arg(long)]
+    pub decision_log: bool,
     /// Live mode: send the customers to a running daemon (loopback only), e.g. http://127.0.0.1:50051.
     #[arg(long)]
     pub target: Option<String>,

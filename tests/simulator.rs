@@ -31,6 +31,7 @@ fn segmented_ordering() {
         strategies: strategies.clone(),
         mde: 0.15,
         threads: 0,
+        decision_log: None,
     };
     let r = simulate(&sc, &opts).expect("simulation runs");
     let iv: Vec<_> = (0..strategies.len())
@@ -70,6 +71,7 @@ fn reproducible() {
         strategies: vec![StrategyKind::ThompsonSegment, StrategyKind::EpsilonGreedy],
         mde: 0.1,
         threads: 2,
+        decision_log: None,
     };
     let a = simulate(&sc, &opts).expect("runs");
     let b = simulate(&sc, &opts).expect("runs");
@@ -231,6 +233,7 @@ fn delayed_conversions_do_not_mislead_thompson() {
         strategies: vec![StrategyKind::ThompsonCampaign],
         mde: 0.1,
         threads: 0,
+        decision_log: None,
     };
     let r = simulate(&sc, &opts).expect("simulation runs");
     let per_day = sc.customers_per_day as f64;
@@ -275,6 +278,7 @@ fn decay_follows_drift() {
         strategies: vec![StrategyKind::ThompsonCampaign],
         mde: 0.1,
         threads: 0,
+        decision_log: None,
     };
     let r = simulate(&sc, &opts).expect("simulation runs");
     let per_day = sc.customers_per_day as f64;

@@ -101,12 +101,26 @@ fn check_and_run(a: &SimulateArgs) -> Result<Result<String, SimCliError>, String
         Some(list) => parse_strategies(list, &sc)?,
         None => StrategyKind::defaults_for(&sc),
     };
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("sim-out").join(&sc.name));
+    let decision_log = a.decision_log.then(|| out.join("decision-logs"));
+    if let Some(dir) = &decision_log {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return Ok(Err(SimCliError::Failed(format!(
+                "cannot create {}: {e}",
+                dir.display()
+            ))));
+        }
+    }
     let opts = SimOptions {
         runs: a.runs,
         seed: a.seed,
         strategies,
         mde: a.mde,
         threads: a.threads,
+        decision_log,
     };
     let started = std::time::Instant::now();
     let results = match runner::simulate(&sc, &opts) {
@@ -114,10 +128,6 @@ fn check_and_run(a: &SimulateArgs) -> Result<Result<String, SimCliError>, String
         Err(e) => return Ok(Err(SimCliError::Failed(format!("simulation failed: {e}")))),
     };
     let elapsed = started.elapsed();
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("sim-out").join(&sc.name));
     if let Err(e) = write_outputs(&out, &sc, &results, a.runs, a.seed) {
         return Ok(Err(SimCliError::Failed(e)));
     }

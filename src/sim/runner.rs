@@ -25,6 +25,9 @@ pub struct SimOptions {
     pub mde: f64,
     /// Threads to use (0 = one per core).
     pub threads: usize,
+    /// Write each strategy's decision log of each run into this folder as
+    /// `STRATEGY-runNN.dsjson` (the daemon's export format).
+    pub decision_log: Option<std::path::PathBuf>,
 }
 
 /// Metrics of one time bucket.
@@ -102,10 +105,13 @@ type Conversion = Reverse<(u64, u64, Arc<str>)>;
 
 /// Runs one strategy over one run's customer stream; also returns the
 /// Σ true p per offer (to name the true best offer).
+/// With `log`, the strategy's decision log is written there (DSJSON, as
+/// `banditd log export` writes it).
 pub fn run_one(
     setup: &Setup,
     kind: StrategyKind,
     seed: u64,
+    log: Option<&std::path::Path>,
 ) -> Result<(RunMetrics, Vec<f64>), crate::Error> {
     let s = setup.scenario;
     let pop = Population::new(s);
@@ -124,7 +130,7 @@ pub fn run_one(
         ab: None,
     };
     let strategy_seed = run_seed(seed, 1000 + kind as usize);
-    let mut decider = Decider::new(kind, setup, strategy_seed)?;
+    let mut decider = Decider::new(kind, setup, strategy_seed, log.is_some())?;
     let window_ms = u64::from(s.delay.attribution_window_minutes) * 60_000;
     // Only conversions are reported; the engine learns a non-conversion when
     // its reward timeout passes.
@@ -173,7 +179,32 @@ pub fn run_one(
     // Let the last attribution window close (the A/B test may conclude).
     decider.advance(last_t + window_ms + 60_000)?;
     m.ab = decider.ab_state().cloned();
+    if let Some(path) = log {
+        decider.write_log(path)?;
+    }
     Ok((m, true_sum))
+}
+
+/// One run of one strategy whose decision log is written to `log`;
+/// returns the true value of always showing each offer, averaged over the
+/// run's customers (what an off-policy estimate from the log should find).
+pub fn run_logged(
+    scenario: &Scenario,
+    kind: StrategyKind,
+    seed: u64,
+    log: &std::path::Path,
+) -> Result<Vec<f64>, crate::Error> {
+    let pop = Population::new(scenario);
+    let (feature_stats, baseline_rate) = pop.sample_stats();
+    let setup = Setup {
+        scenario,
+        feature_stats,
+        baseline_rate,
+        mde: 0.1,
+    };
+    let (_, true_sum) = run_one(&setup, kind, seed, Some(log))?;
+    let n = scenario.total_customers().max(1) as f64;
+    Ok(true_sum.iter().map(|t| t / n).collect())
 }
 
 type JobResult = Result<(RunMetrics, Vec<f64>), crate::Error>;
@@ -207,7 +238,12 @@ pub fn simulate(scenario: &Scenario, opts: &SimOptions) -> Result<SimResults, cr
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&(run, si)) = jobs.get(i) else { break };
-                let out = run_one(&setup, opts.strategies[si], run_seed(opts.seed, run));
+                let kind = opts.strategies[si];
+                let log = opts
+                    .decision_log
+                    .as_ref()
+                    .map(|dir| dir.join(format!("{}-run{:02}.dsjson", kind.key(), run + 1)));
+                let out = run_one(&setup, kind, run_seed(opts.seed, run), log.as_deref());
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(out);
                 }

@@ -145,7 +145,9 @@ pub enum Decider {
 const CAMPAIGN: &str = "sim";
 
 impl Decider {
-    pub fn new(kind: StrategyKind, setup: &Setup, seed: u64) -> SimResult<Self> {
+    /// With `logged`, the engine keeps a decision log (over an in-memory
+    /// store) for [`Decider::write_log`].
+    pub fn new(kind: StrategyKind, setup: &Setup, seed: u64, logged: bool) -> SimResult<Self> {
         let s = setup.scenario;
         let k = s.offers.len();
         let policy = match kind {
@@ -179,11 +181,22 @@ impl Decider {
             }
         });
         let clock = Arc::new(AtomicU64::new(0));
-        let engine = Engine::in_memory(EngineOptions {
+        let options = EngineOptions {
             seed: Some(seed),
             clock: Clock::Manual(clock.clone()),
             ..EngineOptions::default()
-        });
+        };
+        let engine = if logged {
+            let mut options = options;
+            // Everything the run decides, however long it lasts.
+            options.journal.decision_log = crate::journal::log::LogOptions {
+                retention_ms: (u64::from(s.days) + 2) * 86_400_000,
+                max_bytes: u64::MAX,
+            };
+            Engine::open(Arc::new(crate::store::MemoryStore::new()), options)?
+        } else {
+            Engine::in_memory(options)
+        };
         let timeout_seconds = s.delay.attribution_window_minutes * 60;
         engine.create_campaign(CampaignSpec {
             id: CAMPAIGN.into(),
@@ -288,6 +301,35 @@ impl Decider {
             }
         }
         Ok(())
+    }
+
+    /// Writes the engine's decision log to `path` as DSJSON (the oracle
+    /// decides nothing and writes an empty file).
+    pub fn write_log(&self, path: &std::path::Path) -> SimResult<()> {
+        use std::io::Write;
+        let io = |e: std::io::Error| {
+            crate::Error::InvalidArgument(format!("cannot write {}: {e}", path.display()))
+        };
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+        if let Decider::Engine(d) = self {
+            let mut failed = None;
+            d.engine
+                .export_decisions(CAMPAIGN, 0, None, false, &mut |h, r| match writeln!(
+                    out,
+                    "{}",
+                    crate::ope::write::dsjson_line(h, &r)
+                ) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                })?;
+            if let Some(e) = failed {
+                return Err(io(e));
+            }
+        }
+        out.flush().map_err(io)
     }
 
     pub fn ab_state(&self) -> Option<&AbState> {
