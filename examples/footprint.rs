@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release --examples
-//! target/release/examples/footprint [--decisions 1000000] [--cache-mb 128]
+//! target/release/examples/footprint [--decisions 1000000] [--cache-mb 128] [--no-decision-log]
 //! ```
 //!
 //! Fills one Thompson campaign (10 arms, one segment, a one-day reward
@@ -49,29 +49,35 @@ fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
-fn open(dir: &Path, cache_mb: u64) -> Result<Engine, BoxError> {
+fn open(dir: &Path, cache_mb: u64, decision_log: bool) -> Result<Engine, BoxError> {
     let store = SledStore::open(&SledOptions {
         path: dir.to_path_buf(),
         cache_bytes: cache_mb << 20,
     })?;
-    Ok(Engine::open(Arc::new(store), EngineOptions::default())?)
+    let mut options = EngineOptions::default();
+    if !decision_log {
+        options.journal.decision_log = banditd::journal::log::LogOptions::OFF;
+    }
+    Ok(Engine::open(Arc::new(store), options)?)
 }
 
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let (mut n, mut cache_mb, mut reload) = (1_000_000u64, 128u64, None);
+    let mut decision_log = true;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--decisions" => n = args.next().ok_or("--decisions needs a value")?.parse()?,
             "--cache-mb" => cache_mb = args.next().ok_or("--cache-mb needs a value")?.parse()?,
             "--reload" => reload = Some(args.next().ok_or("--reload needs a directory")?),
+            "--no-decision-log" => decision_log = false,
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
     if let Some(dir) = reload {
         let base = rss_bytes();
         let t = Instant::now();
-        let engine = open(Path::new(&dir), cache_mb)?;
+        let engine = open(Path::new(&dir), cache_mb, decision_log)?;
         let took = t.elapsed();
         let pending = engine.pending_count() as u64;
         let grown = rss_bytes().saturating_sub(base);
@@ -83,7 +89,7 @@ fn main() -> Result<(), BoxError> {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    let engine = open(dir.path(), cache_mb)?;
+    let engine = open(dir.path(), cache_mb, decision_log)?;
     engine.create_campaign(CampaignSpec {
         id: "footprint".into(),
         arms: (0..10)
@@ -131,6 +137,7 @@ fn main() -> Result<(), BoxError> {
         .args(["--reload"])
         .arg(dir.path())
         .args(["--cache-mb", &cache_mb.to_string()])
+        .args((!decision_log).then_some("--no-decision-log"))
         .status()?;
     if !status.success() {
         return Err("the restarted process failed".into());

@@ -699,15 +699,19 @@ mod tests {
     #[test]
     fn shipped_campaign_files_parse() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/campaigns");
+        let candidates = concat!(env!("CARGO_MANIFEST_DIR"), "/campaigns/candidates");
         let mut n = 0;
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let entries = [dir, candidates]
+            .into_iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten());
+        for entry in entries.filter(|e| e.path().is_file()) {
             let path = entry.path();
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let parsed = CampaignFile::parse(&path.display().to_string(), &text);
             assert!(parsed.is_ok(), "{}: {parsed:?}", path.display());
             n += 1;
         }
-        assert!(n >= 2, "expected example campaign files in {dir}");
+        assert!(n >= 4, "expected example campaign files in {dir}");
     }
 
     // An unknown policy parameter is an error naming the key, not ignored.
