@@ -36,9 +36,8 @@ pub const MAX_SPAN_MS: u64 = 3_600_000;
 /// arm's propensity is always there).
 const MAX_PROBS: usize = 256;
 
-const PROBS_NONE: u8 = 0;
-const PROBS_INLINE: u8 = 1;
-const PROBS_REPEAT: u8 = 2;
+mod codec;
+use codec::{decode_decisions, decode_outcomes, Encoder};
 
 /// How much of the log is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,126 +146,8 @@ pub struct LoggedOutcome {
     pub reward: f64,
 }
 
-fn push_f64(v: &mut Vec<u8>, x: f64) {
-    v.extend_from_slice(&x.to_bits().to_be_bytes());
-}
-
-fn read_f64(r: &mut Reader<'_>) -> Result<f64, StoreError> {
-    Ok(f64::from_bits(r.u64()?))
-}
-
-/// Appends a decision record; `previous` is the last vector written for
-/// its segment in this block.
-fn push_decision(v: &mut Vec<u8>, d: &LoggedDecision, previous: Option<&Arc<[f64]>>) {
-    v.extend_from_slice(&d.at.0.to_be_bytes());
-    v.extend_from_slice(&d.at.1.to_be_bytes());
-    v.extend_from_slice(&d.created_ms.to_be_bytes());
-    v.extend_from_slice(&d.segment.to_be_bytes());
-    v.extend_from_slice(&d.arm.to_be_bytes());
-    push_f64(v, d.propensity);
-    match &d.probs {
-        Some(p) if previous.is_some_and(|q| Arc::ptr_eq(p, q) || **p == **q) => {
-            v.push(PROBS_REPEAT)
-        }
-        Some(p) if p.len() <= MAX_PROBS => {
-            v.push(PROBS_INLINE);
-            v.extend_from_slice(&(p.len() as u16).to_be_bytes());
-            for &x in p.iter() {
-                push_f64(v, x);
-            }
-        }
-        _ => v.push(PROBS_NONE),
-    }
-    v.extend_from_slice(&(d.context.len() as u16).to_be_bytes());
-    for &x in &d.context {
-        push_f64(v, x);
-    }
-}
-
-fn decode_decisions(key: &[u8], value: &[u8]) -> Result<Vec<LoggedDecision>, StoreError> {
-    let mut r = Reader::new(key, value);
-    let mut out = Vec::new();
-    let mut last: FastMap<u32, Arc<[f64]>> = FastMap::default();
-    while !r.at_end() {
-        let at = (r.u32()?, r.u64()?);
-        let created_ms = r.u64()?;
-        let segment = r.u32()?;
-        let arm = r.u16()?;
-        let propensity = read_f64(&mut r)?;
-        let probs = match r.u8()? {
-            PROBS_NONE => None,
-            PROBS_INLINE => {
-                let n = usize::from(r.u16()?);
-                let mut p = Vec::with_capacity(n);
-                for _ in 0..n {
-                    p.push(read_f64(&mut r)?);
-                }
-                let p: Arc<[f64]> = p.into();
-                last.insert(segment, p.clone());
-                Some(p)
-            }
-            PROBS_REPEAT => Some(
-                last.get(&segment)
-                    .cloned()
-                    .ok_or_else(|| format::corrupt(key, "a repeated vector without a first"))?,
-            ),
-            other => return Err(format::corrupt(key, format!("unknown vector tag {other}"))),
-        };
-        let n = usize::from(r.u16()?);
-        let mut context = Vec::with_capacity(n);
-        for _ in 0..n {
-            context.push(read_f64(&mut r)?);
-        }
-        out.push(LoggedDecision {
-            at,
-            created_ms,
-            segment,
-            arm,
-            propensity,
-            probs,
-            context,
-        });
-    }
-    Ok(out)
-}
-
-const OUTCOME_LEN: usize = 4 + 8 + 8 + 8 + 1 + 8;
-
-fn push_outcome(v: &mut Vec<u8>, o: &LoggedOutcome) {
-    v.extend_from_slice(&o.decision.0.to_be_bytes());
-    v.extend_from_slice(&o.decision.1.to_be_bytes());
-    v.extend_from_slice(&o.created_ms.to_be_bytes());
-    v.extend_from_slice(&o.at_ms.to_be_bytes());
-    v.push(match o.resolution {
-        Resolution::Rewarded => 0,
-        Resolution::Expired => 1,
-    });
-    push_f64(v, o.reward);
-}
-
-fn decode_outcomes(key: &[u8], value: &[u8]) -> Result<Vec<LoggedOutcome>, StoreError> {
-    let mut r = Reader::new(key, value);
-    let mut out = Vec::with_capacity(value.len() / OUTCOME_LEN);
-    while !r.at_end() {
-        let decision = (r.u32()?, r.u64()?);
-        let created_ms = r.u64()?;
-        let at_ms = r.u64()?;
-        let resolution = match r.u8()? {
-            0 => Resolution::Rewarded,
-            1 => Resolution::Expired,
-            other => return Err(format::corrupt(key, format!("unknown resolution {other}"))),
-        };
-        let reward = read_f64(&mut r)?;
-        out.push(LoggedOutcome {
-            decision,
-            created_ms,
-            at_ms,
-            resolution,
-            reward,
-        });
-    }
-    Ok(out)
-}
+/// A tail closed for a new one, and its bytes if they are not written yet.
+type Closed = (Sealed, Option<Vec<u8>>);
 
 #[derive(Debug)]
 struct Sealed {
@@ -281,8 +162,8 @@ struct Tail {
     first_ms: u64,
     bytes: Vec<u8>,
     dirty: bool,
-    /// Decision blocks: the last vector written per segment.
-    last: FastMap<u32, Arc<[f64]>>,
+    /// What the next record is written relative to.
+    encoder: Encoder,
 }
 
 #[derive(Debug, Default)]
@@ -357,7 +238,8 @@ impl LogWriter {
     }
 
     /// Starts a new tail for `kind` unless the current one can take a
-    /// record of `len` bytes at `ms`; returns the tail closed, if any.
+    /// record of up to `len` bytes at `ms`; returns the tail closed, if
+    /// any, and the bytes a new tail starts with (0 when none was started).
     fn tail_for(
         c: &mut CampaignLog,
         uid: u64,
@@ -366,7 +248,7 @@ impl LogWriter {
         len: usize,
         run: u32,
         n: u64,
-    ) -> Option<(Sealed, Option<Vec<u8>>)> {
+    ) -> (Option<Closed>, u64) {
         let slot = if kind == DECISIONS {
             &mut c.decisions
         } else {
@@ -377,7 +259,7 @@ impl LogWriter {
                 && ms < t.first_ms.saturating_add(MAX_SPAN_MS)
         });
         if fits {
-            return None;
+            return (None, 0);
         }
         // A closed tail with records not yet written is written with the
         // batch.
@@ -392,14 +274,17 @@ impl LogWriter {
                 unwritten,
             )
         });
+        let mut bytes = Vec::with_capacity(format::SEAL_BYTES);
+        Encoder::start(&mut bytes);
+        let started = bytes.len() as u64;
         *slot = Some(Tail {
             key: block_key(uid, kind, ms, run, n),
             first_ms: ms,
-            bytes: Vec::with_capacity(format::SEAL_BYTES),
+            bytes,
             dirty: false,
-            last: FastMap::default(),
+            encoder: Encoder::default(),
         });
-        closed
+        (closed, started)
     }
 
     pub fn decision(&mut self, uid: u64, d: &LoggedDecision) {
@@ -408,21 +293,18 @@ impl LogWriter {
         }
         let run = self.run;
         let c = self.campaigns.entry(uid).or_default();
-        let len = 40 + d.probs.as_ref().map_or(0, |p| 2 + 8 * p.len()) + 8 * d.context.len();
-        if let Some((s, unwritten)) =
-            Self::tail_for(c, uid, DECISIONS, d.created_ms, len, run, d.at.1)
-        {
+        let len = codec::decision_max(d);
+        let (closed, started) = Self::tail_for(c, uid, DECISIONS, d.created_ms, len, run, d.at.1);
+        if let Some((s, unwritten)) = closed {
             if let Some(bytes) = unwritten {
                 self.closed.push((s.key.clone(), bytes));
             }
             c.sealed.push_back(s);
         }
+        self.total += started;
         if let Some(t) = c.decisions.as_mut() {
             let before = t.bytes.len();
-            push_decision(&mut t.bytes, d, t.last.get(&d.segment));
-            if let Some(p) = &d.probs {
-                t.last.insert(d.segment, p.clone());
-            }
+            t.encoder.decision(&mut t.bytes, d);
             t.dirty = true;
             self.total += (t.bytes.len() - before) as u64;
         }
@@ -437,19 +319,21 @@ impl LogWriter {
         let run = self.run;
         let c = self.campaigns.entry(uid).or_default();
         let seq = c.next_seq;
-        if let Some((s, unwritten)) =
-            Self::tail_for(c, uid, OUTCOMES, o.at_ms, OUTCOME_LEN, run, seq)
-        {
+        let (closed, started) =
+            Self::tail_for(c, uid, OUTCOMES, o.at_ms, codec::OUTCOME_MAX, run, seq);
+        if let Some((s, unwritten)) = closed {
             if let Some(bytes) = unwritten {
                 self.closed.push((s.key.clone(), bytes));
             }
             c.sealed.push_back(s);
         }
+        self.total += started;
         c.next_seq += 1;
         if let Some(t) = c.outcomes.as_mut() {
-            push_outcome(&mut t.bytes, o);
+            let before = t.bytes.len();
+            t.encoder.outcome(&mut t.bytes, o);
             t.dirty = true;
-            self.total += OUTCOME_LEN as u64;
+            self.total += (t.bytes.len() - before) as u64;
         }
         self.newest_ms = self.newest_ms.max(o.at_ms);
         self.touch(uid);
