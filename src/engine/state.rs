@@ -456,11 +456,24 @@ impl CampaignState {
     fn linear_pick(&mut self, choice: Option<linucb::LinearChoice>) -> Pick {
         debug_assert!(choice.is_some(), "the engine validates the context");
         match choice {
-            Some(c) => Pick {
-                arm: c.arm,
-                propensity: c.propensity,
-                probs: None,
-            },
+            Some(c) => {
+                // The policy's vector is over the active arms; the log's is
+                // over every arm by index.
+                let probs = (!c.probs.is_empty()).then(|| {
+                    let mut v = vec![0.0; self.spec.arms.len()];
+                    for (&arm, &q) in self.scratch_arms.iter().zip(&c.probs) {
+                        if let Some(slot) = v.get_mut(arm) {
+                            *slot += q;
+                        }
+                    }
+                    v.into()
+                });
+                Pick {
+                    arm: c.arm,
+                    propensity: c.propensity,
+                    probs,
+                }
+            }
             None => {
                 let (i, propensity) = uniform_choice(self.scratch_arms.len(), &mut self.rng);
                 Pick {

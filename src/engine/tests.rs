@@ -1077,3 +1077,69 @@ fn decision_log_exports_decisions_with_outcomes() {
         .expect("scan");
     assert_eq!(log_keys, 0);
 }
+
+// Contextual decisions are logged with their context and the policy's whole
+// probability vector (LinUCB: ε/K plus the leaders' share; LinTS: the
+// vector the arm was drawn from), the chosen arm's entry the propensity.
+#[test]
+fn decision_log_keeps_contextual_vectors_and_contexts() {
+    let clock = Arc::new(AtomicU64::new(5_000_000));
+    let mut o = options(&clock, 23, Mode::Default);
+    o.journal.decision_log = crate::journal::log::LogOptions::default();
+    let e = Engine::open(Arc::new(MemoryStore::new()), o).expect("engine");
+    let features = vec!["age".to_string(), "is_mobile".to_string()];
+    for (id, policy) in [
+        (
+            "ucb",
+            PolicySpec::LinUcb {
+                alpha: 1.0,
+                lambda: 1.0,
+                epsilon: 0.1,
+                features: features.clone(),
+                missing_zero: false,
+            },
+        ),
+        (
+            "lints",
+            PolicySpec::LinTs {
+                scale: 1.0,
+                lambda: 1.0,
+                epsilon: 0.1,
+                features: features.clone(),
+                missing_zero: false,
+            },
+        ),
+    ] {
+        let mut s = spec(id, 4, 60, 0.0);
+        s.policy = policy;
+        e.create_campaign(s).expect("create");
+        for i in 0..50 {
+            clock.fetch_add(10, Ordering::SeqCst);
+            let mut r = req(id, "");
+            r.context = vec![
+                ("age".into(), f64::from(i) / 10.0),
+                ("is_mobile".into(), 1.0),
+            ];
+            let c = e.choose(&r).expect("choose");
+            e.reward(&c.decision_id, f64::from(i % 2)).expect("reward");
+        }
+        let log = export_all(&e, id, false);
+        assert_eq!(log.len(), 50);
+        for (i, rec) in log.iter().enumerate() {
+            assert_eq!(rec.probabilities.len(), 4, "{id}");
+            assert_eq!(rec.probabilities[rec.arm_index], rec.propensity, "{id}");
+            assert!((rec.probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            assert!(
+                rec.probabilities.iter().all(|&p| p >= 0.1 / 4.0 - 1e-12),
+                "{id}: the ε floor"
+            );
+            assert_eq!(
+                rec.context,
+                vec![
+                    ("age".to_string(), i as f64 / 10.0),
+                    ("is_mobile".to_string(), 1.0)
+                ]
+            );
+        }
+    }
+}

@@ -19,7 +19,10 @@
 //! | `o` | `[{"v": reward, "EventId", "ActionTaken": false}]` when a reward arrived, `[]` for the default at timeout |
 //! | `_banditd` | `{"campaign", "outcome": "reward"/"default", "outcome_at", "position": 0, "probabilities": "full"/"chosen-only"}` |
 //!
-//! Where the policy has no full vector (LinUCB, LinTS), `p` holds the exact
+//! Every policy the engine serves logs its whole vector (Thompson's P(best)
+//! with the floor, uniform, ε-greedy, LinUCB's ε/K plus the leaders' share,
+//! LinTS's sampled vector); where a decision has none (more than 256 arms),
+//! `p` holds the exact
 //! propensity for the chosen arm and spreads the rest evenly over the others
 //! (VW reads only the chosen one); `"probabilities": "chosen-only"` says so
 //! and the reader then keeps no vector.

@@ -594,12 +594,16 @@ impl Default for LinUcbParams {
 }
 
 /// A decision and the probability the policy had of making it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LinearChoice {
     /// Index into the `arms` slice.
     pub arm: usize,
     /// Probability in (0, 1] that this arm was the one chosen.
     pub propensity: f64,
+    /// The probability of each position of `active` (an arm listed twice
+    /// has two entries); empty where the policy has no vector
+    /// ([`choose_lints`]).
+    pub probs: Vec<f64>,
 }
 
 /// `active` non-empty, indices in range, `x` finite and of every active arm's
@@ -667,7 +671,8 @@ fn draw_round(stats: &[(f64, f64)], rng: &mut impl Rng) -> usize {
 /// `(1−ε)·[chosen ∈ argmax]/|argmax| + ε/K` with `K = active.len()`
 /// (an index listed twice in `active` counts twice on both sides).
 ///
-/// Cost O(K·d²), no allocation. The RNG use is fixed by the inputs: one
+/// The probability vector over `active` comes with it. Cost O(K·d²), one
+/// K-vector. The RNG use is fixed by the inputs: one
 /// `random_range` per tie beyond the first, one `random::<f64>()` for the
 /// ε coin, one `random_range(0..K)` if exploring.
 ///
@@ -686,10 +691,20 @@ pub fn choose_ucb(
         return None;
     }
     let k = active.len();
-    let score = |pos: usize| arms[active[pos]].score_ucb(x, p.alpha);
+    let scores: Vec<f64> = active
+        .iter()
+        .map(|&a| {
+            let s = arms[a].score_ucb(x, p.alpha);
+            if s.is_nan() {
+                f64::NEG_INFINITY
+            } else {
+                s
+            }
+        })
+        .collect();
     let mut tb = TieBreaker::new();
-    for pos in 0..k {
-        tb.offer(pos, score(pos), rng);
+    for (pos, &s) in scores.iter().enumerate() {
+        tb.offer(pos, s, rng);
     }
     let (greedy_pos, best, ties) = (tb.chosen, tb.best, tb.ties);
     let explore = rng.random::<f64>() < p.epsilon;
@@ -700,14 +715,20 @@ pub fn choose_ucb(
     };
     let arm = active[pos];
     let multiplicity = active.iter().filter(|&&a| a == arm).count();
-    let own = score(pos);
-    let own = if own.is_nan() { f64::NEG_INFINITY } else { own };
-    let in_argmax = if own == best { multiplicity } else { 0 };
+    let in_argmax = if scores[pos] == best { multiplicity } else { 0 };
     let propensity = (1.0 - p.epsilon) * in_argmax as f64 / ties as f64
         + p.epsilon * multiplicity as f64 / k as f64;
+    let probs = scores
+        .iter()
+        .map(|&s| {
+            let lead = if s == best { 1.0 } else { 0.0 };
+            (1.0 - p.epsilon) * lead / ties as f64 + p.epsilon / k as f64
+        })
+        .collect();
     Some(LinearChoice {
         arm,
         propensity: propensity.min(1.0),
+        probs,
     })
 }
 
@@ -757,6 +778,7 @@ pub fn choose_lints(
     Some(LinearChoice {
         arm,
         propensity: propensity.min(1.0),
+        probs: Vec::new(),
     })
 }
 
@@ -806,6 +828,7 @@ pub fn choose_lints_exact(
     Some(LinearChoice {
         arm: active[pos],
         propensity: probs[pos],
+        probs,
     })
 }
 

@@ -372,6 +372,36 @@ fn epsilon_floor_propensity() {
     assert!((c.propensity - want).abs() < 1e-15);
 }
 
+// The probability vector that comes with a LinUCB choice is the policy's
+// whole distribution: it sums to 1, its entry for the chosen arm is the
+// propensity, and (the decision log's use) it matches choice frequencies.
+#[test]
+fn ucb_probability_vector_is_the_distribution() {
+    let p = LinUcbParams {
+        alpha: 0.5,
+        lambda: 1.0,
+        epsilon: 0.2,
+    };
+    let (arms, x) = epsilon_fixture();
+    let mut r = rng(3);
+    for active in [&[0, 1, 2, 3][..], &[1, 2, 3], &[3, 0]] {
+        let c = choose_ucb(&arms, active, &x, &p, &mut r).unwrap();
+        assert_eq!(c.probs.len(), active.len());
+        assert!((c.probs.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        let pos = active.iter().position(|&a| a == c.arm).unwrap();
+        assert!((c.probs[pos] - c.propensity).abs() < 1e-15, "{c:?}");
+    }
+    let c = choose_ucb(&arms, &[0, 1, 2, 3], &x, &p, &mut r).unwrap();
+    for (q, want) in c.probs.iter().zip([0.85, 0.05, 0.05, 0.05]) {
+        assert!((q - want).abs() < 1e-15, "{:?}", c.probs);
+    }
+    // LinTS with an exact propensity returns the vector it drew from.
+    let c = choose_lints_exact(&arms, &[0, 1, 2, 3], &x, 0.5, 0.1, &mut r).unwrap();
+    assert!((c.probs.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    let pos = c.arm;
+    assert_eq!(c.probs[pos], c.propensity);
+}
+
 // Pins down LinTS propensities: the Monte Carlo estimate agrees with the
 // empirical choice frequency and with the closed form Φ(Δμ/σ) for 2 arms.
 #[test]

@@ -10,7 +10,8 @@
 //! first byte the run's high byte, 0) still decode.
 //!
 //! Decision record: flags, [run], Δslot, Δcreated_ms, segment, arm,
-//! [propensity f64], [vector: n, n × f64], [context: n, n × f64].
+//! [propensity f64], [vector: n, n × f64 — or, when it takes at most two
+//! values, n, the two and a bitmap], [context: n, n × f64].
 //! Outcome record: flags, [run], Δslot, Δat_ms, at_ms − created_ms,
 //! [reward f64]. Every Δ is from the previous record (0 at the block's
 //! start), so a block decodes on its own.
@@ -29,6 +30,9 @@ const D_PROBS_INLINE: u8 = 2;
 const D_PROBS_REPEAT: u8 = 4;
 const D_PROPENSITY: u8 = 8;
 const D_CONTEXT: u8 = 16;
+/// The vector takes at most two values (LinUCB, ε-greedy, uniform): n, the
+/// first value, the other, and a bitmap of the entries equal to the other.
+const D_PROBS_LEVELS: u8 = 32;
 
 const O_RUN: u8 = 1;
 const O_EXPIRED: u8 = 2;
@@ -124,8 +128,10 @@ impl Encoder {
                 .get(&d.segment)
                 .is_some_and(|q| Arc::ptr_eq(p, q) || **p == **q)
         });
+        let levels = probs.and_then(|p| two_levels(p));
         match probs {
             Some(_) if repeat => flags |= D_PROBS_REPEAT,
+            Some(_) if levels.is_some() => flags |= D_PROBS_LEVELS,
             Some(_) => flags |= D_PROBS_INLINE,
             None => {}
         }
@@ -150,7 +156,23 @@ impl Encoder {
             v.extend_from_slice(&d.propensity.to_bits().to_be_bytes());
         }
         if let (Some(p), false) = (probs, repeat) {
-            put_f64s(v, p);
+            match levels {
+                Some((a, b)) => {
+                    put_varint(v, p.len() as u64);
+                    v.extend_from_slice(&a.to_be_bytes());
+                    v.extend_from_slice(&b.to_be_bytes());
+                    for chunk in p.chunks(8) {
+                        let mut byte = 0u8;
+                        for (i, q) in chunk.iter().enumerate() {
+                            if q.to_bits() != a {
+                                byte |= 1 << i;
+                            }
+                        }
+                        v.push(byte);
+                    }
+                }
+                None => put_f64s(v, p),
+            }
             self.last.insert(d.segment, p.clone());
         }
         if flags & D_CONTEXT != 0 {
@@ -186,6 +208,20 @@ impl Encoder {
     }
 }
 
+/// The bit patterns of a vector of at least 3 entries that takes at most
+/// two values: the first entry's and the other (the same if only one).
+fn two_levels(p: &[f64]) -> Option<(u64, u64)> {
+    let a = p.first()?.to_bits();
+    let mut b = None;
+    for q in p {
+        let q = q.to_bits();
+        if q != a && b.get_or_insert(q) != &q {
+            return None;
+        }
+    }
+    (p.len() >= 3).then_some((a, b.unwrap_or(a)))
+}
+
 /// A decision block's records, in the order written.
 pub(super) fn decode_decisions(
     key: &[u8],
@@ -199,7 +235,12 @@ pub(super) fn decode_decisions(
     let mut e = Encoder::default();
     while !r.at_end() {
         let flags = r.u8()?;
-        if flags & !(D_RUN | D_PROBS_INLINE | D_PROBS_REPEAT | D_PROPENSITY | D_CONTEXT) != 0 {
+        let vector = flags & (D_PROBS_INLINE | D_PROBS_REPEAT | D_PROBS_LEVELS);
+        if flags
+            & !(D_RUN | D_PROBS_INLINE | D_PROBS_REPEAT | D_PROPENSITY | D_CONTEXT | D_PROBS_LEVELS)
+            != 0
+            || vector.count_ones() > 1
+        {
             return Err(format::corrupt(
                 key,
                 format!("unknown decision flags {flags:#x}"),
@@ -222,6 +263,25 @@ pub(super) fn decode_decisions(
         };
         let probs = if flags & D_PROBS_INLINE != 0 {
             let p: Arc<[f64]> = f64s(&mut r, key, MAX_PROBS)?.into();
+            e.last.insert(segment, p.clone());
+            Some(p)
+        } else if flags & D_PROBS_LEVELS != 0 {
+            let n = varint(&mut r, key)?;
+            if n > MAX_PROBS as u64 {
+                return Err(format::corrupt(key, format!("a vector of {n} values")));
+            }
+            let (a, b) = (r.f64()?, r.f64()?);
+            let bits = r.bytes((n as usize).div_ceil(8))?;
+            let p: Arc<[f64]> = (0..n as usize)
+                .map(|i| {
+                    if bits[i / 8] & (1 << (i % 8)) != 0 {
+                        b
+                    } else {
+                        a
+                    }
+                })
+                .collect::<Vec<f64>>()
+                .into();
             e.last.insert(segment, p.clone());
             Some(p)
         } else if flags & D_PROBS_REPEAT != 0 {
@@ -446,6 +506,18 @@ mod tests {
     fn decisions() -> Vec<LoggedDecision> {
         let v: Arc<[f64]> = vec![0.25, 0.5, 0.25].into();
         let w: Arc<[f64]> = vec![0.1, 0.2, 0.7].into();
+        // LinUCB's: ε/K everywhere, the leaders (1−ε)/ties more.
+        let linucb: Arc<[f64]> = (0..20)
+            .map(|i| {
+                if i == 3 || i == 17 {
+                    0.45 + 0.005
+                } else {
+                    0.005
+                }
+            })
+            .collect::<Vec<f64>>()
+            .into();
+        let flat: Arc<[f64]> = vec![0.2; 5].into();
         let d =
             |at, ms, segment, arm, propensity, probs: Option<&Arc<[f64]>>, context: Vec<f64>| {
                 LoggedDecision {
@@ -492,6 +564,16 @@ mod tests {
                 Some(&v),
                 vec![],
             ),
+            d(
+                (3, 8),
+                1_700_000_000_010,
+                2,
+                17,
+                0.455,
+                Some(&linucb),
+                vec![0.5; 20],
+            ),
+            d((3, 9), 1_700_000_000_010, 3, 4, 0.2, Some(&flat), vec![]),
         ]
     }
 
@@ -543,6 +625,12 @@ mod tests {
         let back = decode_decisions(b"k", &v).expect("decode");
         assert_eq!(back, decisions());
         assert_eq!(back[6].propensity.to_bits(), 0.3f64.to_bits());
+        // A two-level vector of 20 entries takes 1 + 8 + 8 + 3 bytes, not 161.
+        let mut no_context = decisions()[7].clone();
+        no_context.context.clear();
+        let mut one = Vec::new();
+        Encoder::default().decision(&mut one, &no_context);
+        assert!(one.len() <= 35, "{}", one.len());
 
         let mut v = Vec::new();
         Encoder::start(&mut v);
@@ -607,6 +695,7 @@ mod tests {
         let ds = decisions();
         let mut v = Vec::new();
         let mut last: FastMap<u32, Arc<[f64]>> = FastMap::default();
+        // (Version 1 had no two-level vectors; the first six have none.)
         for d in ds.iter().take(6) {
             push_decision_v1(&mut v, d, last.get(&d.segment));
             if let Some(p) = &d.probs {
