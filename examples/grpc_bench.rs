@@ -463,9 +463,9 @@ async fn round(
         create_campaign(s.addr).await?;
         let ids = if rpc == Rpc::Reward {
             // Enough decisions for the whole run (at up to 150,000 Rewards
-            // per second with 100 in flight, 20,000 with one), made by 100
+            // per second with 100 in flight, 40,000 with one), made by 100
             // callers and dealt out to the measured ones.
-            let rate = if workers == 1 { 20_000 } else { 150_000 };
+            let rate = if workers == 1 { 40_000 } else { 150_000 };
             let total = rate * (secs.as_secs() as usize + 1);
             let made = prefill(s.addr, 100, total.div_ceil(100)).await?;
             let mut dealt = vec![Vec::new(); workers];
