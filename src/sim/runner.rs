@@ -194,14 +194,7 @@ pub fn run_logged(
     seed: u64,
     log: &std::path::Path,
 ) -> Result<Vec<f64>, crate::Error> {
-    let pop = Population::new(scenario);
-    let (feature_stats, baseline_rate) = pop.sample_stats();
-    let setup = Setup {
-        scenario,
-        feature_stats,
-        baseline_rate,
-        mde: 0.1,
-    };
+    let setup = Setup::new(scenario, 0.1);
     let (_, true_sum) = run_one(&setup, kind, seed, Some(log))?;
     let n = scenario.total_customers().max(1) as f64;
     Ok(true_sum.iter().map(|t| t / n).collect())
@@ -211,14 +204,8 @@ type JobResult = Result<(RunMetrics, Vec<f64>), crate::Error>;
 
 /// Runs every strategy `runs` times, in parallel across cores.
 pub fn simulate(scenario: &Scenario, opts: &SimOptions) -> Result<SimResults, crate::Error> {
-    let pop = Population::new(scenario);
-    let (feature_stats, baseline_rate) = pop.sample_stats();
-    let setup = Setup {
-        scenario,
-        feature_stats,
-        baseline_rate,
-        mde: opts.mde,
-    };
+    let setup = Setup::new(scenario, opts.mde);
+    let baseline_rate = setup.baseline_rate;
     let jobs: Vec<(usize, usize)> = (0..opts.runs)
         .flat_map(|r| (0..opts.strategies.len()).map(move |s| (r, s)))
         .collect();

@@ -96,6 +96,21 @@ pub struct Setup<'a> {
     pub mde: f64,
 }
 
+impl<'a> Setup<'a> {
+    /// What every strategy of `scenario` is set up from, measured on a
+    /// sample of its customers.
+    pub fn new(scenario: &'a Scenario, mde: f64) -> Self {
+        let (feature_stats, baseline_rate) =
+            super::population::Population::new(scenario).sample_stats();
+        Setup {
+            scenario,
+            feature_stats,
+            baseline_rate,
+            mde,
+        }
+    }
+}
+
 type SimResult<T> = Result<T, crate::Error>;
 
 /// The A/B test as a marketer runs it on banditd: a uniform campaign whose

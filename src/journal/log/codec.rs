@@ -112,6 +112,17 @@ pub(super) struct Encoder {
 }
 
 impl Encoder {
+    /// Decoding: reads a record's run (when `new_run`), slot and time.
+    fn advance(&mut self, r: &mut Reader<'_>, key: &[u8], new_run: bool) -> Result<(), StoreError> {
+        if new_run {
+            self.run = u32::try_from(varint(r, key)?)
+                .map_err(|_| format::corrupt(key, "a run beyond u32"))?;
+        }
+        self.slot = delta(r, key, self.slot)?;
+        self.ms = delta(r, key, self.ms)?;
+        Ok(())
+    }
+
     /// Starts a block's value.
     pub fn start(v: &mut Vec<u8>) {
         v.push(BLOCK_V2);
@@ -246,12 +257,7 @@ pub(super) fn decode_decisions(
                 format!("unknown decision flags {flags:#x}"),
             ));
         }
-        if flags & D_RUN != 0 {
-            e.run = u32::try_from(varint(&mut r, key)?)
-                .map_err(|_| format::corrupt(key, "a run beyond u32"))?;
-        }
-        e.slot = delta(&mut r, key, e.slot)?;
-        e.ms = delta(&mut r, key, e.ms)?;
+        e.advance(&mut r, key, flags & D_RUN != 0)?;
         let segment = u32::try_from(varint(&mut r, key)?)
             .map_err(|_| format::corrupt(key, "a segment beyond u32"))?;
         let arm = u16::try_from(varint(&mut r, key)?)
@@ -339,12 +345,7 @@ pub(super) fn decode_outcomes(key: &[u8], value: &[u8]) -> Result<Vec<LoggedOutc
                 format!("unknown outcome flags {flags:#x}"),
             ));
         }
-        if flags & O_RUN != 0 {
-            e.run = u32::try_from(varint(&mut r, key)?)
-                .map_err(|_| format::corrupt(key, "a run beyond u32"))?;
-        }
-        e.slot = delta(&mut r, key, e.slot)?;
-        e.ms = delta(&mut r, key, e.ms)?;
+        e.advance(&mut r, key, flags & O_RUN != 0)?;
         // Stored as at − created: created = at − that.
         let age = delta(&mut r, key, 0)?;
         let reward = if flags & O_REWARD_0 != 0 {
