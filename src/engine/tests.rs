@@ -1060,6 +1060,49 @@ fn decision_log_exports_decisions_with_outcomes() {
         log,
         "the same after a restart"
     );
+    e.sync().expect("sync");
+    let report = clean(&store);
+    assert_eq!(
+        (report.decision_log.decisions, report.decision_log.outcomes),
+        (300, 300),
+        "{report}"
+    );
+    // `banditd check` reads every block: a damaged one is a violation.
+    let mut damaged = None;
+    store
+        .scan(&mut |k, v| {
+            if k.first() == Some(&crate::journal::log::LOG_TAG) && damaged.is_none() {
+                let mut v = v.to_vec();
+                v.truncate(v.len() - 1);
+                damaged = Some((k.to_vec(), v));
+            }
+            Ok(())
+        })
+        .expect("scan");
+    let (k, v) = damaged.expect("a log block");
+    let original = {
+        let mut found = None;
+        store
+            .scan(&mut |key, value| {
+                if key == k.as_slice() {
+                    found = Some(value.to_vec());
+                }
+                Ok(())
+            })
+            .expect("scan");
+        found.expect("the block")
+    };
+    store
+        .apply(&[crate::store::Op::Put(k.clone(), v)])
+        .expect("damage");
+    let report = check::check(&*store).expect("check");
+    assert!(
+        report.violations.iter().any(|v| v.contains("decision log")),
+        "{report}"
+    );
+    store
+        .apply(&[crate::store::Op::Put(k, original)])
+        .expect("repair");
     e.delete_campaign("log").expect("delete");
     e.create_campaign(spec("log", 3, 60, 0.0))
         .expect("re-create");

@@ -4,6 +4,7 @@
 //!
 //! - every key belongs to a campaign that exists, in the current format;
 //! - every decision names a known segment and arm;
+//! - every block of the decision log decodes and belongs to a campaign;
 //! - no decision has two outcomes, and no outcome names a decision that is
 //!   not there (unless it was forgotten);
 //! - while nothing of a campaign has been forgotten, each (segment, arm)
@@ -26,6 +27,7 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 pub struct CheckReport {
     pub format_version: Option<u32>,
+    pub decision_log: super::log::LogSummary,
     pub campaigns: Vec<CampaignSummary>,
     pub violations: Vec<String>,
     decisions: FastMap<String, DecisionFact>,
@@ -89,6 +91,12 @@ impl std::fmt::Display for CheckReport {
                 c.id, c.decisions, c.pending, c.rewarded, c.expired
             )?;
         }
+        let l = &self.decision_log;
+        writeln!(
+            f,
+            "decision log: {} decisions and {} outcomes in {} blocks ({} bytes)",
+            l.decisions, l.outcomes, l.blocks, l.bytes
+        )?;
         if self.violations.is_empty() {
             writeln!(f, "all invariants hold")
         } else {
@@ -122,6 +130,9 @@ pub fn check(store: &dyn Store) -> Result<CheckReport, StoreError> {
             .push(format!("{} keys of another format", raw.foreign_keys));
     }
     let next_uid = raw.meta.map_or(0, |m| m.next_uid);
+    let uids: std::collections::HashSet<u64> = raw.campaigns.keys().copied().collect();
+    report.decision_log =
+        super::log::verify(store, &|uid| uids.contains(&uid), &mut report.violations)?;
     let mut caller_ids: FastMap<String, u64> = FastMap::default();
     for (uid, c) in raw.campaigns {
         let rows_raw = c.rows.clone();

@@ -423,6 +423,62 @@ impl LogWriter {
     }
 }
 
+/// What [`verify`] found in the decision log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSummary {
+    pub blocks: u64,
+    pub decisions: u64,
+    pub outcomes: u64,
+    pub bytes: u64,
+}
+
+/// Reads every block of the decision log: each must decode, belong to a
+/// campaign uid in `known` and (decision blocks) start no earlier than
+/// their key says; problems go to `violations`.
+pub fn verify(
+    store: &dyn Store,
+    known: &dyn Fn(u64) -> bool,
+    violations: &mut Vec<String>,
+) -> Result<LogSummary, StoreError> {
+    let mut s = LogSummary::default();
+    store.scan_range(&[LOG_TAG], Some(&[LOG_TAG + 1]), &mut |k, v| {
+        s.blocks += 1;
+        s.bytes += v.len() as u64;
+        let key = match decode_key(k) {
+            Ok(key) => key,
+            Err(e) => {
+                violations.push(format!("decision log: {e}"));
+                return Ok(());
+            }
+        };
+        if !known(key.uid) {
+            violations.push(format!(
+                "decision log block of campaign uid {}, which has no campaign record",
+                key.uid
+            ));
+        }
+        let kind = k.get(9).copied();
+        let decoded = if kind == Some(DECISIONS) {
+            decode_decisions(k, v).map(|ds| {
+                if ds.first().is_some_and(|d| d.created_ms < key.first_ms) {
+                    violations.push(format!(
+                        "decision log block of campaign uid {} starts before its key's time",
+                        key.uid
+                    ));
+                }
+                s.decisions += ds.len() as u64;
+            })
+        } else {
+            decode_outcomes(k, v).map(|os| s.outcomes += os.len() as u64)
+        };
+        if let Err(e) = decoded {
+            violations.push(format!("decision log: {e}"));
+        }
+        Ok(())
+    })?;
+    Ok(s)
+}
+
 /// A decision of an export, joined with its outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportedDecision {
