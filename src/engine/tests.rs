@@ -1103,6 +1103,31 @@ fn decision_log_exports_decisions_with_outcomes() {
     store
         .apply(&[crate::store::Op::Put(k, original)])
         .expect("repair");
+    clean(&store);
+    // A decision the state remembers but the log lost (its newest decision
+    // block gone) is a violation too.
+    let mut newest = None;
+    store
+        .scan(&mut |k, v| {
+            if k.first() == Some(&crate::journal::log::LOG_TAG) && k.get(9) == Some(&b'd') {
+                newest = Some((k.to_vec(), v.to_vec()));
+            }
+            Ok(())
+        })
+        .expect("scan");
+    let (k, v) = newest.expect("a decision block");
+    store
+        .apply(&[crate::store::Op::Delete(k.clone())])
+        .expect("lose");
+    let report = check::check(&*store).expect("check");
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.contains("is not in the decision log")),
+        "{report}"
+    );
+    store.apply(&[crate::store::Op::Put(k, v)]).expect("repair");
     e.delete_campaign("log").expect("delete");
     e.create_campaign(spec("log", 3, 60, 0.0))
         .expect("re-create");

@@ -4,7 +4,10 @@
 //!
 //! - every key belongs to a campaign that exists, in the current format;
 //! - every decision names a known segment and arm;
-//! - every block of the decision log decodes and belongs to a campaign;
+//! - every block of the decision log decodes and belongs to a campaign, and
+//!   every remembered decision the log should hold (one of a run it was on
+//!   for, not older than what it keeps) is in it, with the same segment,
+//!   arm and propensity;
 //! - no decision has two outcomes, and no outcome names a decision that is
 //!   not there (unless it was forgotten);
 //! - while nothing of a campaign has been forgotten, each (segment, arm)
@@ -131,8 +134,9 @@ pub fn check(store: &dyn Store) -> Result<CheckReport, StoreError> {
     }
     let next_uid = raw.meta.map_or(0, |m| m.next_uid);
     let uids: std::collections::HashSet<u64> = raw.campaigns.keys().copied().collect();
-    report.decision_log =
+    let (summary, log_index) =
         super::log::verify(store, &|uid| uids.contains(&uid), &mut report.violations)?;
+    report.decision_log = summary;
     let mut caller_ids: FastMap<String, u64> = FastMap::default();
     for (uid, c) in raw.campaigns {
         let rows_raw = c.rows.clone();
@@ -147,7 +151,13 @@ pub fn check(store: &dyn Store) -> Result<CheckReport, StoreError> {
                 "campaign uid {uid} is not below the next uid {next_uid}"
             ));
         }
-        check_campaign(a, &rows_raw, &mut report, &mut caller_ids);
+        check_campaign(
+            a,
+            &rows_raw,
+            log_index.get(&uid),
+            &mut report,
+            &mut caller_ids,
+        );
     }
     Ok(report)
 }
@@ -155,6 +165,7 @@ pub fn check(store: &dyn Store) -> Result<CheckReport, StoreError> {
 fn check_campaign(
     mut a: Assembled,
     rows: &[(u32, u32, super::format::Row)],
+    log: Option<&FastMap<u32, super::log::RunIndex>>,
     report: &mut CheckReport,
     caller_ids: &mut FastMap<String, u64>,
 ) {
@@ -182,6 +193,24 @@ fn check_campaign(
     let mut buf = [0u8; format::DECISION_ID_MAX];
     for d in c.drain_decisions() {
         summary.decisions += 1;
+        // Written in the same batch as the state: a decision of a run the
+        // log was on for, at or after the oldest slot it keeps, is there.
+        if let Some(r) = log.and_then(|l| l.get(&d.at.0)) {
+            if d.at.1 >= r.first_slot {
+                let want = (d.entry.segment, d.entry.arm, d.entry.propensity.to_bits());
+                match r.decisions.get(&d.at.1) {
+                    None => v.push(format!(
+                        "{name}: decision {:?} is not in the decision log",
+                        d.at
+                    )),
+                    Some(got) if *got != want => v.push(format!(
+                        "{name}: decision {:?} is logged as (segment, arm, propensity bits) {got:?}, the state says {want:?}",
+                        d.at
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
         let arm = usize::from(d.entry.arm);
         let Some(segment) = segments.get(&d.entry.segment) else {
             v.push(format!(

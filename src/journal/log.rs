@@ -432,15 +432,28 @@ pub struct LogSummary {
     pub bytes: u64,
 }
 
+/// The logged decisions of one campaign and run, by slot: (segment, arm,
+/// propensity bits), and the lowest slot kept.
+#[derive(Debug, Default)]
+pub struct RunIndex {
+    pub first_slot: u64,
+    pub decisions: FastMap<u64, (u32, u16, u64)>,
+}
+
+/// Per campaign uid and run, what the log holds (see [`verify`]).
+pub type LogIndex = FastMap<u64, FastMap<u32, RunIndex>>;
+
 /// Reads every block of the decision log: each must decode, belong to a
 /// campaign uid in `known` and (decision blocks) start no earlier than
-/// their key says; problems go to `violations`.
+/// their key says; problems go to `violations`. Returns the counts and an
+/// index of the logged decisions, for checking them against the state.
 pub fn verify(
     store: &dyn Store,
     known: &dyn Fn(u64) -> bool,
     violations: &mut Vec<String>,
-) -> Result<LogSummary, StoreError> {
+) -> Result<(LogSummary, LogIndex), StoreError> {
     let mut s = LogSummary::default();
+    let mut index = LogIndex::default();
     store.scan_range(&[LOG_TAG], Some(&[LOG_TAG + 1]), &mut |k, v| {
         s.blocks += 1;
         s.bytes += v.len() as u64;
@@ -467,6 +480,16 @@ pub fn verify(
                     ));
                 }
                 s.decisions += ds.len() as u64;
+                let runs = index.entry(key.uid).or_default();
+                for d in ds {
+                    let r = runs.entry(d.at.0).or_insert_with(|| RunIndex {
+                        first_slot: u64::MAX,
+                        ..RunIndex::default()
+                    });
+                    r.first_slot = r.first_slot.min(d.at.1);
+                    r.decisions
+                        .insert(d.at.1, (d.segment, d.arm, d.propensity.to_bits()));
+                }
             })
         } else {
             decode_outcomes(k, v).map(|os| s.outcomes += os.len() as u64)
@@ -476,7 +499,7 @@ pub fn verify(
         }
         Ok(())
     })?;
-    Ok(s)
+    Ok((s, index))
 }
 
 /// A decision of an export, joined with its outcome.
