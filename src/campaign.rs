@@ -373,6 +373,13 @@ pub fn validate_id(field: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether a segment learns on its own (and takes part in pooling): the
+/// segment "" is the campaign-wide view, learning from every decision, and
+/// names starting with U+0001 are the engine's placeholders, which do too.
+pub fn is_named_segment(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('\u{1}')
+}
+
 /// A segment name: empty (campaign-wide) or up to 128 bytes without control characters.
 pub fn validate_segment(segment: &str) -> Result<()> {
     if segment.len() > limits::MAX_ID_BYTES {

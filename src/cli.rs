@@ -25,6 +25,8 @@ pub enum CliError {
         target: String,
         source: tonic::transport::Error,
     },
+    #[error("the daemon's answer does not fit: {0}")]
+    Protocol(String),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -322,7 +324,6 @@ pub async fn reward(target: &str, decision_id: &str, value: f64) -> Result<Strin
     })
 }
 
-/// `name=value` pairs from `--context`.
 /// How `banditd log export` writes the decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
@@ -369,12 +370,39 @@ pub async fn export_log(
         source,
     };
     let mut client = CampaignsClient::new(channel(target).await?);
+    // By default the export ends one reward timeout (and a minute) ago:
+    // later decisions may still convert, and leaving out only the ones that
+    // have not would bias every estimate up.
+    let until = match until {
+        Some(u) => u,
+        None => {
+            let c = client
+                .get_campaign(pb::GetCampaignRequest {
+                    campaign_id: campaign_id.to_string(),
+                })
+                .await?
+                .into_inner();
+            let settle = u64::from(c.reward_timeout_seconds) * 1000 + 60_000;
+            let u = now_ms.saturating_sub(settle);
+            if since.is_some_and(|s| s > u) {
+                return Err(CliError::Parse {
+                    path: "--since".into(),
+                    message: format!(
+                        "is after the default --until, the campaign's reward timeout ({} s) and a minute ago: \
+                         later decisions may still convert; give --until to export them anyway",
+                        c.reward_timeout_seconds
+                    ),
+                });
+            }
+            u
+        }
+    };
     let mut stream = client
         .export_decisions(pb::ExportDecisionsRequest {
             campaign_id: campaign_id.to_string(),
             since: since.map(timestamp),
-            until: until.map(timestamp),
-            include_pending: false,
+            until: Some(timestamp(until)),
+            include_pending: true,
         })
         .await?
         .into_inner();
@@ -403,15 +431,18 @@ pub async fn export_log(
     };
     let mut n = 0u64;
     let mut rewarded = 0u64;
+    let mut pending = 0u64;
     let mut header: Option<ExportHeader> = None;
     let streamed: Result<(), CliError> = async {
         while let Some(msg) = stream.message().await? {
             let h = ExportHeader::from(&msg);
             for d in msg.decisions {
-                let r = export_record(&h, d).map_err(|message| CliError::Parse {
-                    path: "the daemon's export".into(),
-                    message,
-                })?;
+                let r = export_record(&h, d).map_err(CliError::Protocol)?;
+                if r.outcome == crate::engine::ExportOutcome::Pending {
+                    // Not an outcome: a log line would read it as a loss.
+                    pending += 1;
+                    continue;
+                }
                 n += 1;
                 rewarded += u64::from(matches!(
                     r.outcome,
@@ -442,19 +473,26 @@ pub async fn export_log(
         }
         .map_err(&write_err)
     });
-    if let (Some(tmp), Some(p)) = (&partial, out) {
-        match &done {
-            Ok(()) => std::fs::rename(tmp, p).map_err(&write_err)?,
-            Err(_) => {
+    let done = match (&partial, out) {
+        (Some(tmp), Some(p)) => {
+            let done = done.and_then(|()| std::fs::rename(tmp, p).map_err(&write_err));
+            if done.is_err() {
                 let _ = std::fs::remove_file(tmp);
             }
+            done
         }
-    }
+        _ => done,
+    };
     done?;
-    let summary = format!(
-        "exported {n} decisions of campaign {campaign_id} ({rewarded} rewarded, {} at the default reward) to {out_name}\n",
+    let mut summary = format!(
+        "exported {n} decisions of campaign {campaign_id} made up to {} ({rewarded} rewarded, {} at the default reward) to {out_name}\n",
+        crate::ope::write::format_rfc3339_ms(until),
         n - rewarded
     );
+    if pending > 0 {
+        summary +=
+            &format!("left out {pending} decisions in the range whose outcome is not known yet\n");
+    }
     if out.is_none() {
         eprint!("{summary}");
         return Ok(String::new());
@@ -488,6 +526,7 @@ pub fn parse_time(text: &str, now_ms: u64, flag: &str) -> Result<u64, CliError> 
         .ok_or_else(bad)
 }
 
+/// `name=value` pairs from `--context`.
 fn parse_context(pairs: &[String]) -> Result<HashMap<String, f64>, CliError> {
     pairs
         .iter()

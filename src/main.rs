@@ -307,8 +307,6 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// `banditd evaluate`: every failure is the input's (a file, a row, a
-/// column, a policy that does not fit the log), so it exits 64.
 /// `--policy campaign:FILE.toml`: the campaign file parsed and validated as
 /// `banditd campaign create` would, then fitted on the log.
 fn campaign_policy(
@@ -339,6 +337,8 @@ fn campaign_policy(
     banditd::ope::CampaignPolicy::fit(log, &spec, name)
 }
 
+/// `banditd evaluate`: every failure is the input's (a file, a row, a
+/// column, a policy that does not fit the log), so it exits 64.
 fn evaluate(args: &EvaluateArgs) -> ExitCode {
     use banditd::ope;
     let run = || -> Result<String, ope::OpeError> {

@@ -310,6 +310,25 @@ fn check_dsjson_line(line: &str, arms: usize) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_export_cli_writes_dsjson_and_csv_that_evaluate_reads() {
     let f = fixture().await;
+    // Before the timeouts pass, the decisions without an outcome are left
+    // out (and counted), never written as losses.
+    {
+        let target = format!("http://{}", f.server.addr);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let early = dir.path().join("early.dsjson");
+        let early_s = early.to_str().expect("utf8").to_string();
+        let (code, out, err) = banditd(&[
+            "log", "export", "promo", "--out", &early_s, "--target", &target,
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        let pending = DECISIONS - f.rewarded;
+        assert!(
+            out.contains(&format!("left out {pending} decisions")),
+            "{out}"
+        );
+        let text = std::fs::read_to_string(&early).expect("written");
+        assert_eq!(text.lines().count(), f.rewarded);
+    }
     expire_all(&f).await;
     let target = format!("http://{}", f.server.addr);
     let dir = tempfile::tempdir().expect("tempdir");

@@ -61,9 +61,9 @@ impl Engine {
         visit: &mut dyn FnMut(&ExportHeader, ExportRecord) -> bool,
     ) -> Result<()> {
         let cell = self.campaign(campaign_id)?;
-        let Some(journal) = &self.journal else {
+        let Some(journal) = self.journal.as_ref().filter(|j| j.logs_decisions()) else {
             return Err(Error::FailedPrecondition(
-                "this engine keeps no decision log".into(),
+                "this daemon keeps no decision log (--decision-log-retention-hours is 0)".into(),
             ));
         };
         let until_ms = until_ms.unwrap_or_else(|| self.clock.now_ms());

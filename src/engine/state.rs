@@ -88,7 +88,7 @@ impl Segment {
     /// Whether it takes part in pooling (the segment "" is the
     /// campaign-wide view, and names starting with U+0001 are placeholders).
     pub fn is_named(&self) -> bool {
-        !self.name.is_empty() && !self.name.starts_with('\u{1}')
+        crate::campaign::is_named_segment(&self.name)
     }
 }
 

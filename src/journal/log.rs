@@ -187,6 +187,8 @@ pub(super) struct LogWriter {
     touched: Vec<u64>,
     /// Tails closed during the batch with records not yet written.
     closed: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Blocks to delete with the next batch (a log turned off).
+    closed_deletes: Vec<Vec<u8>>,
 }
 
 /// What [`LogWriter::finish`] wants written.
@@ -207,7 +209,17 @@ impl LogWriter {
             newest_ms: 0,
             touched: Vec::new(),
             closed: Vec::new(),
+            closed_deletes: Vec::new(),
         };
+        if !opts.enabled() {
+            // Turned off: what an earlier run logged goes with the first
+            // batch (an operator turning the log off wants it gone).
+            store.scan_range(&[LOG_TAG], Some(&[LOG_TAG + 1]), &mut |k, _| {
+                w.closed_deletes.push(k.to_vec());
+                Ok(())
+            })?;
+            return Ok(w);
+        }
         let mut blocks = Vec::new();
         store.scan_range(&[LOG_TAG], Some(&[LOG_TAG + 1]), &mut |k, v| {
             let key = decode_key(k)?;
@@ -359,8 +371,11 @@ impl LogWriter {
     pub fn finish(&mut self) -> LogOps {
         let mut ops = LogOps {
             puts: std::mem::take(&mut self.closed),
-            deletes: Vec::new(),
+            deletes: std::mem::take(&mut self.closed_deletes),
         };
+        if !self.opts.enabled() {
+            return ops;
+        }
         for uid in std::mem::take(&mut self.touched) {
             let Some(c) = self.campaigns.get_mut(&uid) else {
                 continue;
@@ -396,6 +411,27 @@ impl LogWriter {
             .saturating_sub(self.opts.retention_ms)
             .saturating_sub(MAX_SPAN_MS);
         for c in self.campaigns.values_mut() {
+            // A campaign gone quiet: its tails past the retention are sealed
+            // so that they go too.
+            let mut moved = false;
+            for slot in [&mut c.decisions, &mut c.outcomes] {
+                if slot
+                    .as_ref()
+                    .is_some_and(|t| t.first_ms < cutoff && !t.dirty)
+                {
+                    if let Some(t) = slot.take() {
+                        c.sealed.push_front(Sealed {
+                            key: t.key,
+                            first_ms: t.first_ms,
+                            bytes: t.bytes.len() as u64,
+                        });
+                        moved = true;
+                    }
+                }
+            }
+            if moved {
+                c.sealed.make_contiguous().sort_by_key(|s| s.first_ms);
+            }
             while c.sealed.front().is_some_and(|s| s.first_ms < cutoff) {
                 if let Some(s) = c.sealed.pop_front() {
                     self.total = self.total.saturating_sub(s.bytes);

@@ -271,6 +271,11 @@ impl Journal {
 
     /// Campaign `uid`'s logged decisions made in `since_ms..=until_ms`
     /// with their outcomes, as applied to the store (see [`log::export`]).
+    /// Whether this journal keeps a decision log.
+    pub fn logs_decisions(&self) -> bool {
+        self.shared.options.decision_log.enabled()
+    }
+
     pub fn export(
         &self,
         uid: u64,

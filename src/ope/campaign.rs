@@ -23,8 +23,9 @@ use crate::campaign::{CampaignSpec, PolicySpec};
 use crate::policy::pooling::{self, Evidence, PoolSums};
 use crate::policy::thompson::{self, ThompsonPrior};
 
-/// Arms up to which Thompson's P(best) is computed by quadrature (the
-/// engine's choice); beyond, by seeded Monte Carlo.
+/// Arms up to which Thompson's P(best) is computed by quadrature (as the
+/// engine, which uses 24 points: these estimates are offline, so finer);
+/// beyond, by seeded Monte Carlo.
 const QUADRATURE_MAX_ARMS: usize = 16;
 const QUADRATURE_POINTS: usize = 48;
 const MONTE_CARLO_DRAWS: u32 = 20_000;
@@ -178,13 +179,24 @@ fn fit_rows(
     for (i, &a) in arms.iter().enumerate() {
         local[a] = Some(i);
     }
+    let named = |s: usize| crate::campaign::is_named_segment(&log.segments[s]);
+    // What each segment learns from: a named segment its own outcomes, the
+    // campaign-wide view ("" and placeholders) every outcome, as the engine.
     let evidence = || {
         let mut ev = vec![vec![Evidence::default(); k]; log.segments.len()];
+        let mut all = vec![Evidence::default(); k];
         for &t in rows {
             let e = &log.events[t];
             if let Some(i) = local[e.action] {
                 ev[e.segment][i].n += 1.0;
                 ev[e.segment][i].y += e.reward;
+                all[i].n += 1.0;
+                all[i].y += e.reward;
+            }
+        }
+        for (s, seg) in ev.iter_mut().enumerate() {
+            if !named(s) {
+                seg.clone_from(&all);
             }
         }
         ev
@@ -223,7 +235,6 @@ fn fit_rows(
                 beta: *prior_beta,
             };
             let ev = evidence();
-            let named = |s: usize| !log.segments[s].is_empty();
             let mut pools = vec![PoolSums::default(); k];
             for (_, seg) in ev.iter().enumerate().filter(|(s, _)| named(*s)) {
                 for (i, e) in seg.iter().enumerate() {
@@ -432,6 +443,23 @@ mod tests {
             "{}",
             report.ips.value
         );
+    }
+
+    // The campaign-wide segment learns from every segment's outcomes, as in
+    // the engine: with "" standing for the unsegmented traffic it plays the
+    // arm best overall, not the one best among its own few events.
+    #[test]
+    fn the_unnamed_segment_learns_from_all_segments() {
+        let mut log = log();
+        log.segments = vec!["x".into(), String::new()];
+        let ucb = spec(&["a", "b"], thompson(0.0));
+        let p = CampaignPolicy::fit(&log, &ucb, "t".into()).unwrap_or_else(|e| panic!("{e}"));
+        // Overall a and b convert alike (60% in one segment, 10% in the
+        // other): the unnamed segment is near even, not b-heavy.
+        let d = p.distribution(&log, 2);
+        assert_eq!(log.events[2].segment, 1);
+        assert!((d[0] - 0.5).abs() < 0.35, "{d:?}");
+        assert!(d[1] < 0.9, "{d:?}");
     }
 
     // Each fold is scored by the fit on the other: a single lucky event

@@ -131,6 +131,10 @@ pub struct EvalReport {
     pub dm: f64,
     /// The behaviour policy's own value: the log's mean reward.
     pub logged: Estimate,
+    /// IPS minus the logged value, paired on the same decisions (the mean
+    /// of wₜrₜ − rₜ): whether the candidate beats what was done, with an
+    /// interval that accounts for the two sharing their data.
+    pub ips_minus_logged: Estimate,
     /// Effective sample size (Σw)² / Σw².
     pub ess: f64,
     pub max_weight: f64,
@@ -211,6 +215,12 @@ pub fn evaluate(
     let dr = estimators::doubly_robust(&rewards, &weights, &direct.q_logged, &direct.q_policy);
     let dm = estimators::accurate_sum(direct.q_policy.iter().copied()) / n as f64;
     let logged = estimators::normal_interval(&rewards);
+    let paired: Vec<f64> = rewards
+        .iter()
+        .zip(&weights)
+        .map(|(r, w)| w * r - r)
+        .collect();
+    let ips_minus_logged = estimators::normal_interval(&paired);
     let sum_w = estimators::accurate_sum(weights.iter().copied());
     let sum_w2 = estimators::accurate_sum(weights.iter().map(|w| w * w));
     let max_weight = weights.iter().copied().fold(0.0, f64::max);
@@ -222,6 +232,7 @@ pub fn evaluate(
         dr,
         dm,
         logged,
+        ips_minus_logged,
         ess: sum_w * sum_w / sum_w2,
         max_weight,
         reward_unit: opts.reward_unit.clone(),
@@ -239,6 +250,7 @@ impl EvalReport {
             "dr": self.dr.to_json(),
             "dm": self.dm,
             "logged": self.logged.to_json(),
+            "ips_minus_logged": self.ips_minus_logged.to_json(),
             "ess": self.ess,
             "max_weight": self.max_weight,
         })
@@ -285,6 +297,19 @@ impl EvalReport {
             self.reward_unit,
             per_k(&self.dr),
             per_k(&self.logged)
+        );
+        let d = &self.ips_minus_logged;
+        let verdict = if d.ci_low > 0.0 {
+            "more than the logged policy"
+        } else if d.ci_high < 0.0 {
+            "less than the logged policy"
+        } else {
+            "not distinguishable from the logged policy"
+        };
+        out += &format!(
+            "Paired on the same decisions (IPS): {:+.1} ± {:.1} per 1,000 customers, {verdict}.\n",
+            1000.0 * d.value,
+            1000.0 * d.half_width()
         );
         if self.weights_are_degenerate() {
             out += &format!(

@@ -84,6 +84,9 @@ fn hand_computed_tiny_log() {
     // SNIPS = 2 / 6; terms w(r − ⅓)/1.5 = [8/9, 0, −8/9, 0], sd √(128/243).
     assert_estimate(r.snips, 1.0 / 3.0, -0.37792591049704133, 1.044592577163708);
     assert_estimate(r.logged, 0.5, -0.06580326380583323, 1.0658032638058332);
+    // Paired terms w·r − r = [1, 0, 0, −1]: mean 0, sd √(2/3).
+    let h = 1.96 * (2.0f64 / 3.0).sqrt() / 2.0;
+    assert_estimate(r.ips_minus_logged, 0.0, -h, h);
     assert!(close(r.ess, 36.0 / 20.0) && r.max_weight == 4.0 && r.n == 4);
     assert_eq!(r.policy, "fixed:0");
 }
@@ -268,6 +271,7 @@ fn sample_report(ess: f64, max_weight: f64) -> EvalReport {
         dr: e(0.0305, 0.003),
         dm: 0.029,
         logged: e(0.0389, 0.0012),
+        ips_minus_logged: e(-0.0089, 0.0041),
         ess,
         max_weight,
         reward_unit: "conversions".into(),
@@ -290,6 +294,7 @@ fn json_report_keys() {
             "dr",
             "ess",
             "ips",
+            "ips_minus_logged",
             "logged",
             "max_weight",
             "n",
@@ -309,6 +314,9 @@ fn table_sentences_and_warning() {
     eprintln!("{table}");
     assert!(table.contains(
         "uniform would have earned 31.2 ± 4.0 conversions per 1,000 customers (SNIPS; DR says 30.5 ± 3.0); the logged policy earned 38.9 ± 1.2."
+    ));
+    assert!(table.contains(
+        "Paired on the same decisions (IPS): -8.9 ± 4.1 per 1,000 customers, less than the logged policy."
     ));
     assert!(!table.contains("few logged decisions"));
     let table = sample_report(5.0, 2.0).to_table();

@@ -57,6 +57,11 @@ pub struct RunMetrics {
     pub buckets: Vec<Bucket>,
     pub segments: Vec<SegmentOutcome>,
     pub ab: Option<AbState>,
+    /// Per offer, Σ over the run's customers of P(a conversion the engine
+    /// learns of | this offer): the true probability when the customer's
+    /// conversion delay falls inside the attribution window, else 0 (the
+    /// reward a decision log records).
+    pub reportable: Vec<f64>,
 }
 
 impl RunMetrics {
@@ -128,6 +133,7 @@ pub fn run_one(
         ],
         segments: vec![SegmentOutcome::default(); s.segments.len()],
         ab: None,
+        reportable: vec![0.0; k],
     };
     let strategy_seed = run_seed(seed, 1000 + kind as usize);
     let mut decider = Decider::new(kind, setup, strategy_seed, log.is_some())?;
@@ -150,6 +156,11 @@ pub fn run_one(
         pop.probabilities(&c, &mut probs);
         for (t, p) in true_sum.iter_mut().zip(&probs) {
             *t += p;
+        }
+        if c.delay_ms <= window_ms {
+            for (t, p) in m.reportable.iter_mut().zip(&probs) {
+                *t += p;
+            }
         }
         let pick = decider.choose(setup, &c, &probs)?;
         let p = probs[pick.offer];
@@ -187,7 +198,9 @@ pub fn run_one(
 
 /// One run of one strategy whose decision log is written to `log`;
 /// returns the true value of always showing each offer, averaged over the
-/// run's customers (what an off-policy estimate from the log should find).
+/// run's customers, in the log's terms (a conversion the engine learns of:
+/// see [`RunMetrics::reportable`]): what an off-policy estimate from the
+/// log should find.
 pub fn run_logged(
     scenario: &Scenario,
     kind: StrategyKind,
@@ -195,9 +208,9 @@ pub fn run_logged(
     log: &std::path::Path,
 ) -> Result<Vec<f64>, crate::Error> {
     let setup = Setup::new(scenario, 0.1);
-    let (_, true_sum) = run_one(&setup, kind, seed, Some(log))?;
+    let (m, _) = run_one(&setup, kind, seed, Some(log))?;
     let n = scenario.total_customers().max(1) as f64;
-    Ok(true_sum.iter().map(|t| t / n).collect())
+    Ok(m.reportable.iter().map(|t| t / n).collect())
 }
 
 type JobResult = Result<(RunMetrics, Vec<f64>), crate::Error>;

@@ -22,7 +22,9 @@ use crate::journal::format::{self, Reader, Resolution};
 use crate::FastMap;
 use std::sync::Arc;
 
-/// The first byte of a version-2 block (a version-1 block starts with 0).
+/// The first byte of a version-2 block. A version-1 block starts with its
+/// first record's run, big-endian: 0 below run 2²⁴, and runs (one per
+/// start of the daemon) never reach 0xB2 × 2²⁴.
 pub(super) const BLOCK_V2: u8 = 0xB2;
 
 const D_RUN: u8 = 1;
@@ -66,6 +68,9 @@ fn varint(r: &mut Reader<'_>, key: &[u8]) -> Result<u64, StoreError> {
     let mut x = 0u64;
     for shift in (0..64).step_by(7) {
         let b = r.u8()?;
+        if shift == 63 && b > 1 {
+            return Err(format::corrupt(key, "a varint beyond 64 bits"));
+        }
         x |= u64::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
             return Ok(x);
@@ -731,6 +736,12 @@ mod tests {
         assert!(decode_decisions(b"k", &bad).is_err());
         // A repeat with no vector before it.
         assert!(decode_decisions(b"k", &[BLOCK_V2, D_PROBS_REPEAT, 0, 0, 0, 0]).is_err());
+        // A varint beyond 64 bits (its tenth byte above 1).
+        assert!(decode_outcomes(
+            b"k",
+            &[BLOCK_V2, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02, 0, 0]
+        )
+        .is_err());
         // An unlimited varint.
         assert!(decode_outcomes(
             b"k",

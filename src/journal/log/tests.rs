@@ -142,6 +142,55 @@ fn retention_and_disk_bound() {
     assert_eq!(bytes, w.total, "the bound counts what is stored");
 }
 
+// A campaign that goes quiet loses its last, unsealed blocks to the
+// retention too, once other campaigns' records move time past it.
+#[test]
+fn a_quiet_campaign_ages_out() {
+    let store = MemoryStore::new();
+    let opts = LogOptions {
+        retention_ms: 2 * MAX_SPAN_MS,
+        max_bytes: u64::MAX,
+    };
+    let mut w = LogWriter::load(&store, opts, 1).expect("load");
+    w.decision(7, &decision(0, 1_000, 0, None));
+    w.outcome(7, &outcome(0, 1_000, 2_000));
+    apply(&store, w.finish());
+    assert_eq!(export_all(&store, 0, u64::MAX).len(), 1);
+    // Campaign 8 keeps deciding for five hours.
+    for slot in 0..300u64 {
+        w.decision(8, &decision(slot, 10_000 + slot * 60_000, 0, None));
+        apply(&store, w.finish());
+    }
+    let mut left = 0;
+    export(&store, 7, 0, u64::MAX, 0, &mut |_| {
+        left += 1;
+        true
+    })
+    .expect("export");
+    assert_eq!(left, 0, "campaign 7's blocks outlived the retention");
+}
+
+// Turned off, the log deletes what an earlier run kept, with the first batch.
+#[test]
+fn a_log_turned_off_is_deleted() {
+    let store = MemoryStore::new();
+    let mut w = LogWriter::load(&store, LogOptions::default(), 1).expect("load");
+    w.decision(7, &decision(0, 1_000, 0, None));
+    apply(&store, w.finish());
+    assert_eq!(export_all(&store, 0, u64::MAX).len(), 1);
+    let mut w = LogWriter::load(&store, LogOptions::OFF, 2).expect("reload");
+    w.decision(7, &decision(1, 2_000, 0, None));
+    apply(&store, w.finish());
+    let mut keys = 0;
+    store
+        .scan(&mut |k, _| {
+            keys += usize::from(k.first() == Some(&LOG_TAG));
+            Ok(())
+        })
+        .expect("scan");
+    assert_eq!(keys, 0);
+}
+
 // A corrupt block is an error naming its key, not a panic.
 #[test]
 fn corrupt_blocks_are_errors() {
