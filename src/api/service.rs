@@ -162,9 +162,11 @@ impl Campaigns for CampaignService {
         }
         // An unknown campaign is the call's status, not a stream item.
         let spec = self.engine.get_campaign(&req.campaign_id)?;
+        let slot = ExportSlot::take()?;
         let engine = self.engine.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let message =
                 |h: &crate::engine::ExportHeader, decisions| pb::ExportDecisionsResponse {
                     campaign_id: h.campaign_id.clone(),
@@ -219,6 +221,33 @@ impl Campaigns for CampaignService {
 
 /// Decisions per `ExportDecisions` message.
 const EXPORT_BATCH: usize = 512;
+
+/// Exports running at once (each holds a blocking thread and up to one
+/// reward timeout of outcomes in memory); beyond, `RESOURCE_EXHAUSTED`.
+const MAX_EXPORTS: usize = 4;
+static EXPORTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One of the [`MAX_EXPORTS`] places, given back when dropped.
+struct ExportSlot;
+
+impl ExportSlot {
+    fn take() -> Result<Self, Status> {
+        use std::sync::atomic::Ordering;
+        if EXPORTS.fetch_add(1, Ordering::AcqRel) >= MAX_EXPORTS {
+            EXPORTS.fetch_sub(1, Ordering::AcqRel);
+            return Err(Status::resource_exhausted(format!(
+                "{MAX_EXPORTS} exports are running; try again when one has finished"
+            )));
+        }
+        Ok(ExportSlot)
+    }
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        EXPORTS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 fn require_id(id: &str) -> Result<(), Status> {
     if id.is_empty() {
