@@ -375,13 +375,13 @@ impl CampaignState {
                 }
                 let mut leaders = std::mem::take(&mut self.scratch_leaders);
                 let (i, propensity) = epsilon_greedy(&means, epsilon, &mut leaders, &mut self.rng);
-                let k = self.scratch_arms.len() as f64;
                 let mut probs = vec![0.0; self.spec.arms.len()];
-                for &a in &self.scratch_arms {
-                    probs[a] = epsilon / k;
-                }
-                for &l in &leaders {
-                    probs[self.scratch_arms[l]] += (1.0 - epsilon) / leaders.len() as f64;
+                for (&a, q) in self
+                    .scratch_arms
+                    .iter()
+                    .zip(crate::policy::epsilon_greedy_probs(&means, epsilon))
+                {
+                    probs[a] += q;
                 }
                 self.scratch_means = means;
                 self.scratch_leaders = leaders;

@@ -135,16 +135,9 @@ impl CampaignPolicy {
                         mean + alpha * var.max(0.0).sqrt()
                     })
                     .collect();
-                let k = self.arms.len() as f64;
-                let best = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let leaders = scores.iter().filter(|&&s| s == best).count() as f64;
-                for (&a, &s) in self.arms.iter().zip(&scores) {
-                    out[a] = epsilon / k
-                        + if s == best {
-                            (1.0 - epsilon) / leaders
-                        } else {
-                            0.0
-                        };
+                let share = crate::policy::argmax_share(&scores, *epsilon);
+                for (&a, q) in self.arms.iter().zip(share) {
+                    out[a] = q;
                 }
             }
         }
@@ -210,16 +203,12 @@ fn fit_rows(
             let per = evidence()
                 .iter()
                 .map(|seg| {
-                    // Untried arms rank first, as in the engine.
-                    let rank = |e: &Evidence| if e.n > 0.0 { e.y / e.n } else { f64::INFINITY };
-                    let best = seg.iter().map(rank).fold(f64::NEG_INFINITY, f64::max);
-                    let leaders = seg.iter().filter(|e| rank(e) == best).count() as f64;
-                    seg.iter()
-                        .map(|e| {
-                            epsilon / k as f64
-                                + if rank(e) == best { (1.0 - epsilon) / leaders } else { 0.0 }
-                        })
-                        .collect()
+                    // An untried arm is None, as in the engine.
+                    let means: Vec<Option<f64>> = seg
+                        .iter()
+                        .map(|e| (e.n > 0.0).then(|| e.y / e.n))
+                        .collect();
+                    crate::policy::epsilon_greedy_probs(&means, *epsilon)
                 })
                 .collect();
             Ok(Fitted::Segments(per))

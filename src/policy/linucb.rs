@@ -718,13 +718,7 @@ pub fn choose_ucb(
     let in_argmax = if scores[pos] == best { multiplicity } else { 0 };
     let propensity = (1.0 - p.epsilon) * in_argmax as f64 / ties as f64
         + p.epsilon * multiplicity as f64 / k as f64;
-    let probs = scores
-        .iter()
-        .map(|&s| {
-            let lead = if s == best { 1.0 } else { 0.0 };
-            (1.0 - p.epsilon) * lead / ties as f64 + p.epsilon / k as f64
-        })
-        .collect();
+    let probs = super::argmax_share(&scores, p.epsilon);
     Some(LinearChoice {
         arm,
         propensity: propensity.min(1.0),
