@@ -31,7 +31,8 @@ pub struct ExportRecord {
     pub arm_id: String,
     pub propensity: f64,
     /// P(chosen) per arm index, for the arms the campaign had then (empty
-    /// where the decision has no vector: more than 256 arms).
+    /// where the decision has no vector: more than 256 arms, or a
+    /// contextual pick that fell back to a uniform choice).
     pub probabilities: Vec<f64>,
     /// Feature name and value, in the campaign's feature order.
     pub context: Vec<(String, f64)>,
