@@ -161,11 +161,7 @@ impl Encoder {
             flags |= D_CONTEXT;
         }
         v.push(flags);
-        if flags & D_RUN != 0 {
-            put_varint(v, u64::from(d.at.0));
-        }
-        put_delta(v, self.slot, d.at.1);
-        put_delta(v, self.ms, d.created_ms);
+        self.put_position(v, flags & D_RUN != 0, d.at, d.created_ms);
         put_varint(v, u64::from(d.segment));
         put_varint(v, u64::from(d.arm));
         if flags & D_PROPENSITY != 0 {
@@ -194,7 +190,6 @@ impl Encoder {
         if flags & D_CONTEXT != 0 {
             put_f64s(v, &d.context);
         }
-        (self.run, self.slot, self.ms) = (d.at.0, d.at.1, d.created_ms);
     }
 
     pub fn outcome(&mut self, v: &mut Vec<u8>, o: &LoggedOutcome) {
@@ -211,16 +206,22 @@ impl Encoder {
             flags |= O_REWARD_1;
         }
         v.push(flags);
-        if flags & O_RUN != 0 {
-            put_varint(v, u64::from(o.decision.0));
-        }
-        put_delta(v, self.slot, o.decision.1);
-        put_delta(v, self.ms, o.at_ms);
+        self.put_position(v, flags & O_RUN != 0, o.decision, o.at_ms);
         put_delta(v, o.created_ms, o.at_ms);
         if flags & (O_REWARD_0 | O_REWARD_1) == 0 {
             v.extend_from_slice(&o.reward.to_bits().to_be_bytes());
         }
-        (self.run, self.slot, self.ms) = (o.decision.0, o.decision.1, o.at_ms);
+    }
+
+    /// Encoding: a record's run (when `new_run`), slot and time, each
+    /// relative to the previous record's; the mirror of `advance`.
+    fn put_position(&mut self, v: &mut Vec<u8>, new_run: bool, at: (u32, u64), ms: u64) {
+        if new_run {
+            put_varint(v, u64::from(at.0));
+        }
+        put_delta(v, self.slot, at.1);
+        put_delta(v, self.ms, ms);
+        (self.run, self.slot, self.ms) = (at.0, at.1, ms);
     }
 }
 
