@@ -4,11 +4,11 @@
 //! does the full validation.
 
 use crate::api::pb::{self, bandit_client::BanditClient, campaigns_client::CampaignsClient};
+use crate::client::{Conn, Connect, ConnectError};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use tonic::transport::Channel;
 
 /// A client-side failure, printed as one line.
 #[derive(Debug, thiserror::Error)]
@@ -191,22 +191,18 @@ impl CampaignFile {
     }
 }
 
-async fn channel(target: &str) -> Result<Channel, CliError> {
-    Channel::from_shared(target.to_string())
-        .map_err(|e| CliError::Parse {
-            path: "--target".into(),
-            message: format!("{target:?} is not a URL like http://127.0.0.1:50051: {e}"),
-        })?
-        .connect()
-        .await
-        .map_err(|source| CliError::Connect {
-            target: target.to_string(),
-            source,
-        })
+async fn channel(target: &Connect) -> Result<Conn, CliError> {
+    target.connect().await.map_err(|e| match e {
+        ConnectError::Usage { setting, message } => CliError::Parse {
+            path: setting.into(),
+            message,
+        },
+        ConnectError::Unreachable { target, source } => CliError::Connect { target, source },
+    })
 }
 
 /// `banditd campaign create FILE`.
-pub async fn create_campaign(target: &str, file: &Path) -> Result<String, CliError> {
+pub async fn create_campaign(target: &Connect, file: &Path) -> Result<String, CliError> {
     let path = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|source| CliError::Read {
         path: path.clone(),
@@ -227,7 +223,7 @@ pub async fn create_campaign(target: &str, file: &Path) -> Result<String, CliErr
     ))
 }
 
-pub async fn list_campaigns(target: &str) -> Result<String, CliError> {
+pub async fn list_campaigns(target: &Connect) -> Result<String, CliError> {
     let mut client = CampaignsClient::new(channel(target).await?);
     let list = client
         .list_campaigns(pb::ListCampaignsRequest {})
@@ -251,7 +247,7 @@ pub async fn list_campaigns(target: &str) -> Result<String, CliError> {
     Ok(out)
 }
 
-pub async fn show_campaign(target: &str, id: &str) -> Result<String, CliError> {
+pub async fn show_campaign(target: &Connect, id: &str) -> Result<String, CliError> {
     let mut client = CampaignsClient::new(channel(target).await?);
     let c = client
         .get_campaign(pb::GetCampaignRequest {
@@ -262,7 +258,7 @@ pub async fn show_campaign(target: &str, id: &str) -> Result<String, CliError> {
     Ok(describe(&c))
 }
 
-pub async fn delete_campaign(target: &str, id: &str) -> Result<String, CliError> {
+pub async fn delete_campaign(target: &Connect, id: &str) -> Result<String, CliError> {
     let mut client = CampaignsClient::new(channel(target).await?);
     client
         .delete_campaign(pb::DeleteCampaignRequest {
@@ -272,7 +268,7 @@ pub async fn delete_campaign(target: &str, id: &str) -> Result<String, CliError>
     Ok(format!("deleted campaign {id}\n"))
 }
 
-pub async fn stats(target: &str, id: &str, segment: &str) -> Result<String, CliError> {
+pub async fn stats(target: &Connect, id: &str, segment: &str) -> Result<String, CliError> {
     let mut client = CampaignsClient::new(channel(target).await?);
     let s = client
         .get_stats(pb::GetStatsRequest {
@@ -285,7 +281,7 @@ pub async fn stats(target: &str, id: &str, segment: &str) -> Result<String, CliE
 }
 
 pub async fn choose(
-    target: &str,
+    target: &Connect,
     id: &str,
     segment: &str,
     decision_id: &str,
@@ -308,7 +304,7 @@ pub async fn choose(
     ))
 }
 
-pub async fn reward(target: &str, decision_id: &str, value: f64) -> Result<String, CliError> {
+pub async fn reward(target: &Connect, decision_id: &str, value: f64) -> Result<String, CliError> {
     let mut client = BanditClient::new(channel(target).await?);
     let r = client
         .reward(pb::RewardRequest {
@@ -337,7 +333,7 @@ pub enum ExportFormat {
 /// the daemon into `out` (stdout when `None`). `since` / `until` are RFC 3339
 /// times or ages such as `7d`, `36h`, `90m` (before `now_ms`).
 pub async fn export_log(
-    target: &str,
+    target: &Connect,
     campaign_id: &str,
     format: ExportFormat,
     since: Option<&str>,

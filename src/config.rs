@@ -63,6 +63,9 @@ pub enum Command {
     },
     /// Simulate a campaign scenario offline and compare strategies (see simulations/README.md).
     Simulate(SimulateArgs),
+    /// Access tokens for --tokens-file.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Check a data directory's invariants offline (no daemon may be using it).
     Check {
         /// The daemon's data directory.
@@ -177,9 +180,16 @@ pub struct SimulateArgs {
     /// daemon exports it (DSJSON), into OUT/decision-logs/.
     #[arg(long)]
     pub decision_log: bool,
-    /// Live mode: send the customers to a running daemon (loopback only), e.g. http://127.0.0.1:50051.
+    /// Live mode: send the customers to a running daemon (loopback only), e.g. http://127.0.0.1:50051
+    /// (https:// for TLS).
     #[arg(long)]
     pub target: Option<String>,
+    /// Live mode: PEM file of the CA that signed the daemon's certificate.
+    #[arg(long, env = "BANDITD_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Live mode: access token, when the daemon has --tokens-file.
+    #[arg(long, env = "BANDITD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Live mode: Choose calls in flight.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -219,11 +229,42 @@ pub enum CampaignCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a fresh token (give it to the client) and its line for the
+    /// tokens file (the file holds only the token's SHA-256).
+    New {
+        /// Who the token is for (letters, digits, '-', '_', '.', '@').
+        name: String,
+        /// `decide` (Choose and Reward) or `admin` (everything).
+        role: String,
+    },
+}
+
 /// Which daemon a client subcommand talks to.
 #[derive(Debug, Args, Clone)]
 pub struct Target {
+    /// The daemon: http://HOST:PORT, or https://HOST:PORT for TLS.
     #[arg(long, env = "BANDITD_TARGET", default_value = "http://127.0.0.1:50051")]
     pub target: String,
+    /// PEM file of the CA that signed the daemon's certificate (https://
+    /// targets; without it the system's roots are trusted).
+    #[arg(long, env = "BANDITD_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Access token, when the daemon has --tokens-file (prefer the
+    /// environment variable: a command line is visible to other users).
+    #[arg(long, env = "BANDITD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Target {
+    pub fn connect(&self) -> crate::client::Connect {
+        crate::client::Connect {
+            target: self.target.clone(),
+            tls_ca: self.tls_ca.clone(),
+            token: self.token.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -298,6 +339,31 @@ pub struct ServeArgs {
     /// decisions are deleted first (1..=1048576).
     #[arg(long, env = "BANDITD_DECISION_LOG_MAX_MB", default_value_t = 1024)]
     pub decision_log_max_mb: u64,
+    /// PEM certificate chain to serve TLS with (with --tls-key).
+    #[arg(long, env = "BANDITD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BANDITD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): clients must present a certificate signed by
+    /// one (mutual TLS). Needs --tls-cert.
+    #[arg(long, env = "BANDITD_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Access tokens, one per line as `NAME ROLE SHA256-HEX` (see `banditd
+    /// token new`); without it every caller may do everything.
+    #[arg(long, env = "BANDITD_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
+    #[arg(long, env = "BANDITD_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Calls in flight at most (health not counted); beyond, a call is
+    /// RESOURCE_EXHAUSTED at once (1..=1000000).
+    #[arg(long, env = "BANDITD_MAX_IN_FLIGHT", default_value_t = 4096)]
+    pub max_in_flight: usize,
+    /// How long a shutdown waits for calls in flight before cancelling
+    /// them (the store is flushed either way), e.g. 10s or 500ms.
+    #[arg(long, env = "BANDITD_SHUTDOWN_TIMEOUT", default_value = "10s")]
+    pub shutdown_timeout: String,
 }
 
 /// A validated daemon configuration.
@@ -317,6 +383,109 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// The decision log's retention and disk bound (retention 0: off).
     pub decision_log: crate::journal::log::LogOptions,
+    pub tls: Option<TlsFiles>,
+    pub tokens: Option<crate::access::Tokens>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub max_in_flight: usize,
+    pub shutdown_timeout: Duration,
+}
+
+/// The server's TLS material, read and checked at start.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl TlsFiles {
+    pub fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        let mut c = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem),
+        );
+        if let Some(ca) = &self.client_ca_pem {
+            c = c.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        c
+    }
+}
+
+/// `10s`, `500ms`, `2m` or plain seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+/// A PEM file's bytes; `marker` is what its header line must contain.
+fn read_pem(
+    setting: &'static str,
+    path: &std::path::Path,
+    marker: &str,
+    what: &str,
+) -> Result<Vec<u8>, ConfigError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| bad(setting, format!("cannot read {}: {e}", path.display())))?;
+    let text = String::from_utf8_lossy(&bytes);
+    if !text
+        .lines()
+        .any(|l| l.starts_with("-----BEGIN ") && l.contains(marker))
+    {
+        return Err(bad(
+            setting,
+            format!("{} holds no PEM {what}", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn tls_files(a: &ServeArgs) -> Result<Option<TlsFiles>, ConfigError> {
+    const CERT: &str = "--tls-cert (BANDITD_TLS_CERT)";
+    const KEY: &str = "--tls-key (BANDITD_TLS_KEY)";
+    const CLIENT_CA: &str = "--tls-client-ca (BANDITD_TLS_CLIENT_CA)";
+    let (cert, key) = match (&a.tls_cert, &a.tls_key) {
+        (None, None) => {
+            if a.tls_client_ca.is_some() {
+                return Err(bad(CLIENT_CA, "needs --tls-cert and --tls-key"));
+            }
+            return Ok(None);
+        }
+        (Some(c), Some(k)) => (c, k),
+        (Some(_), None) => return Err(bad(KEY, "missing: --tls-cert needs its key")),
+        (None, Some(_)) => return Err(bad(CERT, "missing: --tls-key needs its certificate")),
+    };
+    let files = TlsFiles {
+        cert_pem: read_pem(CERT, cert, "CERTIFICATE", "certificate")?,
+        key_pem: read_pem(KEY, key, "PRIVATE KEY", "private key")?,
+        client_ca_pem: a
+            .tls_client_ca
+            .as_deref()
+            .map(|p| read_pem(CLIENT_CA, p, "CERTIFICATE", "certificate"))
+            .transpose()?,
+    };
+    // tonic checks the certificate against the key (and parses them) here.
+    tonic::transport::Server::builder()
+        .tls_config(files.server_config())
+        .map_err(|e| {
+            bad(
+                CERT,
+                format!(
+                    "{} and {} do not make a TLS identity: {e}",
+                    cert.display(),
+                    key.display()
+                ),
+            )
+        })?;
+    Ok(Some(files))
 }
 
 /// A configuration problem, naming the setting.
@@ -406,7 +575,54 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 format!("{} exists and is not a directory", a.data_dir.display()),
             ));
         }
+        let tls = tls_files(&a)?;
+        let tokens = a
+            .tokens_file
+            .as_deref()
+            .map(crate::access::Tokens::load)
+            .transpose()
+            .map_err(|e| bad("--tokens-file (BANDITD_TOKENS_FILE)", e.to_string()))?;
+        let metrics_listen = a
+            .metrics_listen
+            .as_deref()
+            .map(|m| {
+                m.parse::<SocketAddr>().map_err(|e| {
+                    bad(
+                        "--metrics-listen (BANDITD_METRICS_LISTEN)",
+                        format!("{m:?} is not an address like 127.0.0.1:9090: {e}"),
+                    )
+                })
+            })
+            .transpose()?;
+        if metrics_listen.is_some_and(|m| m == listen && m.port() != 0) {
+            return Err(bad(
+                "--metrics-listen (BANDITD_METRICS_LISTEN)",
+                "must differ from --listen",
+            ));
+        }
+        if !(1..=1_000_000).contains(&a.max_in_flight) {
+            return Err(bad(
+                "--max-in-flight (BANDITD_MAX_IN_FLIGHT)",
+                format!("must be in 1..=1000000, got {}", a.max_in_flight),
+            ));
+        }
+        let shutdown_timeout = parse_duration(&a.shutdown_timeout)
+            .filter(|d| *d <= Duration::from_secs(3600))
+            .ok_or_else(|| {
+                bad(
+                    "--shutdown-timeout (BANDITD_SHUTDOWN_TIMEOUT)",
+                    format!(
+                        "{:?}: expected a duration up to 1 hour like 10s or 500ms",
+                        a.shutdown_timeout
+                    ),
+                )
+            })?;
         Ok(ServeConfig {
+            tls,
+            tokens,
+            metrics_listen,
+            max_in_flight: a.max_in_flight,
+            shutdown_timeout,
             listen,
             data_dir: a.data_dir,
             flush_interval: Duration::from_millis(a.flush_interval_ms),

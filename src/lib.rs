@@ -32,9 +32,11 @@
 //!
 //! Data flows one way: api → engine → policy, and engine → journal → store.
 
+pub mod access;
 pub mod api;
 pub mod campaign;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;

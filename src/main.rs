@@ -5,7 +5,7 @@ use banditd::api::server;
 use banditd::cli;
 use banditd::config::{
     CampaignCommand, Cli, Command, Durability, EvalLogFormat, EvaluateArgs, ExportFormatArg,
-    LogCommand, LogFormat, ServeConfig, EXIT_USAGE,
+    LogCommand, LogFormat, ServeConfig, TokenCommand, EXIT_USAGE,
 };
 use banditd::engine::{Engine, EngineOptions};
 use banditd::journal::{JournalOptions, Mode};
@@ -38,6 +38,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Token(TokenCommand::New { name, role }) = &parsed.command {
+        return new_token(name, role);
+    }
     if let Command::Check { data_dir } = &parsed.command {
         return check(data_dir);
     }
@@ -64,14 +67,18 @@ fn main() -> ExitCode {
                 }
             };
             init_tracing(config.log_format);
-            match runtime.block_on(serve(config)) {
+            let code = match runtime.block_on(serve(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "banditd stopped with an error");
                     eprintln!("banditd: {e}");
                     ExitCode::FAILURE
                 }
-            }
+            };
+            // The store is flushed by now; calls cancelled at the shutdown
+            // timeout may still hold a blocking thread: do not wait for them.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+            code
         }
         other => match runtime.block_on(client(other)) {
             Ok(out) => {
@@ -95,24 +102,24 @@ fn main() -> ExitCode {
 async fn client(command: Command) -> Result<String, cli::CliError> {
     match command {
         Command::Campaign(CampaignCommand::Create { file, target }) => {
-            cli::create_campaign(&target.target, &file).await
+            cli::create_campaign(&target.connect(), &file).await
         }
         Command::Campaign(CampaignCommand::List { target }) => {
-            cli::list_campaigns(&target.target).await
+            cli::list_campaigns(&target.connect()).await
         }
         Command::Campaign(CampaignCommand::Show {
             campaign_id,
             target,
-        }) => cli::show_campaign(&target.target, &campaign_id).await,
+        }) => cli::show_campaign(&target.connect(), &campaign_id).await,
         Command::Campaign(CampaignCommand::Delete {
             campaign_id,
             target,
-        }) => cli::delete_campaign(&target.target, &campaign_id).await,
+        }) => cli::delete_campaign(&target.connect(), &campaign_id).await,
         Command::Stats {
             campaign_id,
             segment,
             target,
-        } => cli::stats(&target.target, &campaign_id, &segment).await,
+        } => cli::stats(&target.connect(), &campaign_id, &segment).await,
         Command::Choose {
             campaign_id,
             segment,
@@ -121,7 +128,7 @@ async fn client(command: Command) -> Result<String, cli::CliError> {
             target,
         } => {
             cli::choose(
-                &target.target,
+                &target.connect(),
                 &campaign_id,
                 &segment,
                 &decision_id,
@@ -133,7 +140,7 @@ async fn client(command: Command) -> Result<String, cli::CliError> {
             decision_id,
             value,
             target,
-        } => cli::reward(&target.target, &decision_id, value).await,
+        } => cli::reward(&target.connect(), &decision_id, value).await,
         Command::Log(LogCommand::Export {
             campaign_id,
             format,
@@ -150,7 +157,7 @@ async fn client(command: Command) -> Result<String, cli::CliError> {
                 ExportFormatArg::Csv => cli::ExportFormat::Csv,
             };
             cli::export_log(
-                &target.target,
+                &target.connect(),
                 &campaign_id,
                 format,
                 since.as_deref(),
@@ -160,9 +167,11 @@ async fn client(command: Command) -> Result<String, cli::CliError> {
             )
             .await
         }
-        Command::Serve(_) | Command::Simulate(_) | Command::Check { .. } | Command::Evaluate(_) => {
-            Ok(String::new())
-        }
+        Command::Serve(_)
+        | Command::Simulate(_)
+        | Command::Check { .. }
+        | Command::Evaluate(_)
+        | Command::Token(_) => Ok(String::new()),
     }
 }
 
@@ -230,9 +239,63 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Se
         decision_log_max_mb = config.decision_log.max_bytes >> 20,
         "banditd started"
     );
-    let result = server::run(listener, Arc::new(engine), config.expiry_interval, shutdown).await;
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on --metrics-listen {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    if config.tls.is_none() && !listener.local_addr()?.ip().is_loopback() {
+        tracing::warn!(
+            listen = %listener.local_addr()?,
+            "serving plaintext on a non-loopback address: give --tls-cert and --tls-key, or keep the port on a private network"
+        );
+    }
+    if config.tokens.is_none() && !listener.local_addr()?.ip().is_loopback() {
+        tracing::warn!(
+            "no --tokens-file: anyone who reaches the port may create and delete campaigns"
+        );
+    }
+    let options = server::ServerOptions {
+        expiry_interval: config.expiry_interval,
+        max_in_flight: config.max_in_flight,
+        shutdown_timeout: config.shutdown_timeout,
+        tokens: config.tokens,
+        tls: config.tls.as_ref().map(|t| t.server_config()),
+        metrics,
+    };
+    let result = server::run(listener, Arc::new(engine), options, shutdown).await;
     tracing::info!("banditd stopped");
     result
+}
+
+/// `banditd token new NAME ROLE`: the token on stdout's first line, the
+/// tokens-file line on the second.
+fn new_token(name: &str, role: &str) -> ExitCode {
+    let Some(role) = banditd::access::Role::parse(role) else {
+        eprintln!("banditd: role {role:?}: expected decide or admin");
+        return ExitCode::from(EXIT_USAGE as u8);
+    };
+    match banditd::access::new_token(name, role) {
+        Ok((token, line)) => {
+            println!("{token}");
+            println!("{line}");
+            eprintln!(
+                "banditd: give the first line to the client (as BANDITD_TOKEN); append the second to the --tokens-file and restart the daemon"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(banditd::access::TokensFileError::Line { message, .. }) => {
+            eprintln!("banditd: {message}");
+            ExitCode::from(EXIT_USAGE as u8)
+        }
+        Err(e) => {
+            eprintln!("banditd: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `banditd check`: opens the data directory read-only in spirit (sled
@@ -325,8 +388,7 @@ fn campaign_policy(
     let wire = cli::CampaignFile::parse(file, &text)
         .map_err(|e| bad(e.to_string()))?
         .into_wire();
-    let spec = banditd::campaign::CampaignSpec::try_from(wire)
-        .map_err(|s| bad(s.message().to_string()))?;
+    let spec = banditd::campaign::CampaignSpec::try_from(wire).map_err(|e| bad(e.to_string()))?;
     spec.validate().map_err(|e| bad(e.to_string()))?;
     let name = format!(
         "campaign:{}",

@@ -3,6 +3,7 @@
 
 mod common;
 
+use banditd::client::Connect;
 use banditd::sim::live::{run_live, LiveOptions};
 use banditd::sim::scenario::Scenario;
 use common::TestServer;
@@ -18,7 +19,10 @@ async fn daemon_stats_agree_with_simulated_traffic() {
     scenario.days = 1;
     scenario.customers_per_day = 3000;
     let opts = LiveOptions {
-        target: format!("http://{}", server.addr),
+        target: Connect {
+            target: format!("http://{}", server.addr),
+            ..Connect::default()
+        },
         concurrency: 16,
         rate: None,
         speedup: 36_000.0,
@@ -44,7 +48,10 @@ async fn live_mode_only_targets_loopback() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/simulations/segmented.toml");
     let scenario = Scenario::from_file(std::path::Path::new(path)).expect("scenario");
     let opts = LiveOptions {
-        target: "http://10.0.0.5:50051".into(),
+        target: Connect {
+            target: "http://10.0.0.5:50051".into(),
+            ..Connect::default()
+        },
         concurrency: 1,
         rate: None,
         speedup: 1.0,

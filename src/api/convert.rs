@@ -1,5 +1,8 @@
-//! Wire types ⇄ domain types. Requests become domain values through
-//! `TryFrom` with `Status` as the error; nothing malformed reaches the engine.
+//! Wire types ⇄ domain types, and nothing else: what a value means, its
+//! defaults and its rules live in the domain (`campaign`, `engine`), so an
+//! in-process caller and a gRPC caller get the same answer. A value the
+//! wire cannot even express in the domain (an unknown enum number, a
+//! `Timestamp` before 1970) is the domain's `InvalidArgument`.
 
 use super::pb;
 use crate::campaign::{
@@ -9,35 +12,26 @@ use crate::campaign::{
 use crate::engine::{
     ArmReport, ChooseRequest, ExportHeader, ExportOutcome, ExportRecord, SegmentReport,
 };
-use tonic::Status;
+use crate::error::{invalid, Error};
 
-impl TryFrom<pb::ChooseRequest> for ChooseRequest {
-    type Error = Status;
-    fn try_from(r: pb::ChooseRequest) -> Result<Self, Status> {
-        if r.campaign_id.is_empty() {
-            return Err(Status::invalid_argument("campaign_id must not be empty"));
-        }
+impl From<pb::ChooseRequest> for ChooseRequest {
+    fn from(r: pb::ChooseRequest) -> Self {
         let mut context: Vec<(String, f64)> = r.context.into_iter().collect();
-        if let Some((name, v)) = context.iter().find(|(_, v)| !v.is_finite()) {
-            return Err(Status::invalid_argument(format!(
-                "context feature {name:?} is not finite: {v}"
-            )));
-        }
         context.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(ChooseRequest {
+        ChooseRequest {
             campaign_id: r.campaign_id,
             segment: r.segment,
             context,
             decision_id: Some(r.decision_id).filter(|d| !d.is_empty()),
-        })
+        }
     }
 }
 
-fn missing_zero(policy: &str, missing: i32) -> Result<bool, Status> {
+fn missing_zero(policy: &str, missing: i32) -> Result<bool, Error> {
     match pb::MissingFeature::try_from(missing) {
         Ok(pb::MissingFeature::Zero) => Ok(true),
         Ok(pb::MissingFeature::Reject) => Ok(false),
-        Err(_) => Err(Status::invalid_argument(format!(
+        Err(_) => Err(invalid(format!(
             "{policy}.missing: unknown value {missing}"
         ))),
     }
@@ -54,8 +48,8 @@ fn missing_wire(zero: bool) -> i32 {
 /// A campaign from the wire, with defaults applied (0 means default). The
 /// engine validates the result.
 impl TryFrom<pb::Campaign> for CampaignSpec {
-    type Error = Status;
-    fn try_from(c: pb::Campaign) -> Result<Self, Status> {
+    type Error = Error;
+    fn try_from(c: pb::Campaign) -> Result<Self, Error> {
         let policy = match c.policy {
             None => PolicySpec::thompson_default(),
             Some(pb::campaign::Policy::Thompson(t)) => PolicySpec::Thompson {
@@ -216,14 +210,11 @@ impl From<SegmentReport> for pb::SegmentStats {
 }
 
 /// Arms to add: ids only (`retired` is output-only and must not be set).
-pub fn arms_from_wire(arms: Vec<pb::Arm>) -> Result<Vec<ArmSpec>, Status> {
+pub fn arms_from_wire(arms: Vec<pb::Arm>) -> Result<Vec<ArmSpec>, Error> {
     arms.into_iter()
         .map(|a| {
             if a.retired {
-                Err(Status::invalid_argument(format!(
-                    "arm {:?}: retired is output-only",
-                    a.id
-                )))
+                Err(invalid(format!("arm {:?}: retired is output-only", a.id)))
             } else {
                 Ok(ArmSpec {
                     id: a.id,
@@ -244,9 +235,9 @@ pub fn timestamp(ms: u64) -> prost_types::Timestamp {
 
 /// A protobuf `Timestamp` as milliseconds since the Unix epoch; `what`
 /// names the field in the error.
-pub fn timestamp_ms(t: &prost_types::Timestamp, what: &str) -> Result<u64, Status> {
+pub fn timestamp_ms(t: &prost_types::Timestamp, what: &str) -> Result<u64, Error> {
     if t.seconds < 0 || !(0..1_000_000_000).contains(&t.nanos) {
-        return Err(Status::invalid_argument(format!(
+        return Err(invalid(format!(
             "{what} is not a time after 1970 ({}s {}ns)",
             t.seconds, t.nanos
         )));
@@ -254,7 +245,7 @@ pub fn timestamp_ms(t: &prost_types::Timestamp, what: &str) -> Result<u64, Statu
     (t.seconds as u64)
         .checked_mul(1000)
         .and_then(|ms| ms.checked_add(t.nanos as u64 / 1_000_000))
-        .ok_or_else(|| Status::invalid_argument(format!("{what} is too far in the future")))
+        .ok_or_else(|| invalid(format!("{what} is too far in the future")))
 }
 
 impl From<&ExportRecord> for pb::LoggedDecision {
@@ -316,7 +307,7 @@ pub fn export_record(header: &ExportHeader, d: pb::LoggedDecision) -> Result<Exp
     }
     let ms = |t: Option<prost_types::Timestamp>, what: &str| -> Result<u64, String> {
         let t = t.ok_or_else(|| format!("decision {}: {what} is missing", d.decision_id))?;
-        timestamp_ms(&t, what).map_err(|s| s.message().to_string())
+        timestamp_ms(&t, what).map_err(|e| e.to_string())
     };
     let created_ms = ms(d.decided_at, "decided_at")?;
     let outcome = match pb::DecisionOutcome::try_from(d.outcome) {

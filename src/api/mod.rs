@@ -7,6 +7,8 @@
 //! error becomes a status in exactly one place ([`status`]).
 
 pub mod convert;
+pub mod gate;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod status;

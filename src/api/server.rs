@@ -1,20 +1,27 @@
 //! The gRPC server: the two v1 services, health, reflection (v1 and
-//! v1alpha), the background expiry sweep, and the health watch on the store.
+//! v1alpha), the gate in front of them (tokens, load shedding, the status
+//! remap, metrics; see `gate`), TLS, the metrics listener, the background
+//! expiry sweep, and the health watch on the store.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so tests bind
 //! `127.0.0.1:0` and stop the server when they like. Shutdown order, fixed:
 //! 1. health `NOT_SERVING`, stop accepting connections and let in-flight
-//!    calls finish (tonic's `serve_with_incoming_shutdown` drains them);
-//! 2. stop the expiry sweep;
+//!    calls finish (tonic's `serve_with_incoming_shutdown` drains them), for
+//!    at most [`ServerOptions::shutdown_timeout`]; calls still running then
+//!    are cancelled (their futures dropped, their connections closed);
+//! 2. stop the expiry sweep and the metrics listener;
 //! 3. drain the journal's queue, flush the store (sled flush + fdatasync)
-//!    and stop its writer.
+//!    and stop its writer — whether the drain finished or timed out.
 //!
 //! When the store fails (a write or a sync error, see `journal`), health
 //! turns `NOT_SERVING` for good: the daemon still answers reads, and every
 //! change is refused with `UNAVAILABLE`.
 
+use super::gate::{GateLayer, Rules};
+use super::metrics::Metrics;
 use super::pb::{self, bandit_server::BanditServer, campaigns_server::CampaignsServer};
 use super::service::{BanditService, CampaignService};
+use crate::access::Tokens;
 use crate::campaign::limits;
 use crate::engine::Engine;
 use std::future::Future;
@@ -28,16 +35,53 @@ use tonic_health::ServingStatus;
 /// How often pending decisions are checked for their deadline.
 pub const DEFAULT_EXPIRY_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Calls in flight at most, by default.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+
+/// How long a shutdown waits for calls in flight, by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything about serving that is not the engine.
+#[derive(Debug)]
+pub struct ServerOptions {
+    pub expiry_interval: Duration,
+    /// Calls in flight at most (health not counted); beyond, shed.
+    pub max_in_flight: usize,
+    pub shutdown_timeout: Duration,
+    /// `None`: every caller may do everything.
+    pub tokens: Option<Tokens>,
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Where Prometheus scrapes `/metrics` (off when `None`).
+    pub metrics: Option<TcpListener>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            expiry_interval: DEFAULT_EXPIRY_INTERVAL,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            tokens: None,
+            tls: None,
+            metrics: None,
+        }
+    }
+}
+
 /// Serves `engine` on `listener` until `shutdown` resolves, then drains,
-/// stops the expiry sweep and flushes the store.
+/// stops the background tasks and flushes the store.
 pub async fn run(
     listener: TcpListener,
     engine: Arc<Engine>,
-    expiry_interval: Duration,
+    options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sweeper = tokio::spawn(expiry_sweep(engine.clone(), expiry_interval, stop_rx));
+    let sweeper = tokio::spawn(expiry_sweep(
+        engine.clone(),
+        options.expiry_interval,
+        stop_rx.clone(),
+    ));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -69,11 +113,33 @@ pub async fn run(
         health_reporter.clone(),
     ));
 
+    let metrics = options.metrics.map(|listener| {
+        let metrics = Metrics::new(engine.clone());
+        tracing::info!(addr = ?listener.local_addr().ok(), "serving metrics at /metrics");
+        let mut stop = stop_rx.clone();
+        let task = tokio::spawn(super::metrics::serve(
+            listener,
+            metrics.clone(),
+            async move {
+                let _ = stop.changed().await;
+            },
+        ));
+        (metrics, task)
+    });
+    let gate = GateLayer::new(Rules {
+        tokens: options.tokens,
+        max_in_flight: options.max_in_flight,
+        metrics: metrics.as_ref().map(|(m, _)| m.clone()),
+    });
+
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = options.tls {
+        builder = builder.tls_config(tls)?;
+    }
     tracing::info!(addr = ?listener.local_addr().ok(), "serving");
-    let served = tonic::transport::Server::builder()
-        .layer(tower::util::MapResponseLayer::new(
-            oversize_is_resource_exhausted,
-        ))
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = builder
+        .layer(gate)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -84,13 +150,37 @@ pub async fn run(
             async {
                 shutdown.await;
                 set_health(&health_reporter, ServingStatus::NotServing).await;
+                let _ = draining_tx.send(());
             },
-        )
-        .await;
+        );
+    let timeout = options.shutdown_timeout;
+    let served = async move {
+        tokio::pin!(served);
+        tokio::select! {
+            r = &mut served => r,
+            () = async {
+                if draining_rx.await.is_ok() {
+                    tokio::time::sleep(timeout).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!(
+                    timeout_ms = timeout.as_millis() as u64,
+                    "calls still in flight at the shutdown timeout are cancelled"
+                );
+                Ok(())
+            }
+        }
+    }
+    .await;
     tracing::info!("connections drained; stopping background tasks");
     watcher.abort();
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
+    if let Some((_, task)) = metrics {
+        let _ = task.await;
+    }
     let engine2 = engine.clone();
     let flushed = tokio::task::spawn_blocking(move || engine2.shutdown())
         .await
@@ -123,24 +213,6 @@ async fn not_serving_on_store_failure(engine: Arc<Engine>, reporter: HealthRepor
         "the store failed: health is NOT_SERVING and every change is refused until a restart"
     );
     set_health(&reporter, ServingStatus::NotServing).await;
-}
-
-/// tonic rejects a message above the decoding limit with `OUT_OF_RANGE`; the
-/// v1 contract promises `RESOURCE_EXHAUSTED` for exceeded limits. banditd
-/// itself never returns `OUT_OF_RANGE`, so every such status is this case.
-fn oversize_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
-    const OUT_OF_RANGE: &str = "11";
-    const RESOURCE_EXHAUSTED: http::HeaderValue = http::HeaderValue::from_static("8");
-    if response
-        .headers()
-        .get("grpc-status")
-        .is_some_and(|v| v == OUT_OF_RANGE)
-    {
-        response
-            .headers_mut()
-            .insert("grpc-status", RESOURCE_EXHAUSTED);
-    }
-    response
 }
 
 /// Expires overdue decisions every `interval` until told to stop.

@@ -2,8 +2,10 @@
 
 use super::convert::{arms_from_wire, timestamp_ms};
 use super::pb::{self, bandit_server::Bandit, campaigns_server::Campaigns};
+use super::status;
 use crate::campaign::CampaignSpec;
 use crate::engine::{ChooseRequest, Engine, RewardOutcome};
+use crate::error::Error;
 use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -20,7 +22,7 @@ impl Bandit for BanditService {
         &self,
         req: Request<pb::ChooseRequest>,
     ) -> Result<Response<pb::ChooseResponse>, Status> {
-        let req = ChooseRequest::try_from(req.into_inner())?;
+        let req = ChooseRequest::from(req.into_inner());
         let choice = self.engine.choose(&req)?;
         self.engine.wait_durable().await?;
         Ok(Response::new(pb::ChooseResponse {
@@ -58,7 +60,7 @@ impl Campaigns for CampaignService {
         let campaign = req
             .into_inner()
             .campaign
-            .ok_or_else(|| Status::invalid_argument("campaign must be set"))?;
+            .ok_or_else(|| Error::InvalidArgument("campaign must be set".into()))?;
         let spec = CampaignSpec::try_from(campaign)?;
         let created = self.engine.create_campaign(spec)?;
         self.engine.wait_durable().await?;
@@ -133,7 +135,7 @@ impl Campaigns for CampaignService {
         // Probability-best is Monte Carlo work: keep it off the async workers.
         let segments = tokio::task::spawn_blocking(move || engine.stats(&id, &req.segment))
             .await
-            .map_err(|_| Status::internal("stats computation was cancelled"))??;
+            .map_err(|_| status::fault("the stats computation panicked"))??;
         Ok(Response::new(pb::GetStatsResponse {
             campaign_id: req.campaign_id,
             segments: segments.into_iter().map(Into::into).collect(),
@@ -158,7 +160,7 @@ impl Campaigns for CampaignService {
             .map(|t| timestamp_ms(t, "until"))
             .transpose()?;
         if until.is_some_and(|u| u < since) {
-            return Err(Status::invalid_argument("until is before since"));
+            return Err(Error::InvalidArgument("until is before since".into()).into());
         }
         // An unknown campaign is the call's status, not a stream item.
         let spec = self.engine.get_campaign(&req.campaign_id)?;
@@ -231,11 +233,11 @@ static EXPORTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 struct ExportSlot;
 
 impl ExportSlot {
-    fn take() -> Result<Self, Status> {
+    fn take() -> Result<Self, Error> {
         use std::sync::atomic::Ordering;
         if EXPORTS.fetch_add(1, Ordering::AcqRel) >= MAX_EXPORTS {
             EXPORTS.fetch_sub(1, Ordering::AcqRel);
-            return Err(Status::resource_exhausted(format!(
+            return Err(Error::ResourceExhausted(format!(
                 "{MAX_EXPORTS} exports are running; try again when one has finished"
             )));
         }
@@ -249,9 +251,11 @@ impl Drop for ExportSlot {
     }
 }
 
-fn require_id(id: &str) -> Result<(), Status> {
+fn require_id(id: &str) -> Result<(), Error> {
     if id.is_empty() {
-        Err(Status::invalid_argument("campaign_id must not be empty"))
+        Err(Error::InvalidArgument(
+            "campaign_id must not be empty".into(),
+        ))
     } else {
         Ok(())
     }

@@ -12,6 +12,9 @@ use std::sync::Arc;
 impl Engine {
     /// Picks an arm, records the pending decision, and returns it.
     pub fn choose(&self, req: &ChooseRequest) -> Result<Choice> {
+        if req.campaign_id.is_empty() {
+            return Err(invalid("campaign_id must not be empty"));
+        }
         validate_segment(&req.segment)?;
         if let Some(d) = &req.decision_id {
             validate_id("decision_id", d)?;
@@ -20,6 +23,11 @@ impl Engine {
             return Err(invalid(format!(
                 "context has more than {} entries",
                 limits::MAX_CONTEXT_ENTRIES
+            )));
+        }
+        if let Some((name, v)) = req.context.iter().find(|(_, v)| !v.is_finite()) {
+            return Err(invalid(format!(
+                "context feature {name:?} is not finite: {v}"
             )));
         }
         let cell = self.campaign(&req.campaign_id)?;

@@ -83,6 +83,9 @@ pub struct DecisionLog {
     len: usize,
     pending: usize,
     last_created: u64,
+    /// Decisions rewarded and expired since this process started (metrics).
+    rewarded_total: u64,
+    expired_total: u64,
 }
 
 impl DecisionLog {
@@ -174,7 +177,17 @@ impl DecisionLog {
         }
         d.status = status;
         self.pending -= 1;
+        match status {
+            DecisionStatus::Rewarded => self.rewarded_total += 1,
+            DecisionStatus::Expired => self.expired_total += 1,
+            DecisionStatus::Pending => {}
+        }
         self.get(at)
+    }
+
+    /// (rewarded, expired) since this process started.
+    pub fn resolved_totals(&self) -> (u64, u64) {
+        (self.rewarded_total, self.expired_total)
     }
 
     pub fn last_created(&self) -> u64 {

@@ -130,6 +130,19 @@ pub struct Choice {
     pub propensity: f64,
 }
 
+/// One campaign's figures for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignGauges {
+    pub id: Arc<str>,
+    pub pending: usize,
+    /// Decisions rewarded since this process started.
+    pub rewarded: u64,
+    /// Decisions that reached their timeout (default reward) since start.
+    pub expired: u64,
+    /// Named segments (the campaign-wide one not counted).
+    pub segments: usize,
+}
+
 /// The answer to a `Reward`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RewardOutcome {
@@ -300,6 +313,32 @@ impl Engine {
     pub fn decision_count(&self) -> usize {
         let cells: Vec<Arc<CampaignCell>> = self.campaigns.read().by_id.values().cloned().collect();
         cells.iter().map(|c| c.state.lock().log.len()).sum()
+    }
+
+    /// Per campaign, what an operator watches (metrics), in id order.
+    pub fn campaign_gauges(&self) -> Vec<CampaignGauges> {
+        let cells: Vec<Arc<CampaignCell>> = self.campaigns.read().by_id.values().cloned().collect();
+        let mut out: Vec<CampaignGauges> = cells
+            .iter()
+            .map(|c| {
+                let st = c.state.lock();
+                let (rewarded, expired) = st.log.resolved_totals();
+                CampaignGauges {
+                    id: c.id.clone(),
+                    pending: st.log.pending(),
+                    rewarded,
+                    expired,
+                    segments: st.segments.iter().filter(|s| s.is_named()).count(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Bytes the store takes on disk, when it can tell.
+    pub fn store_size_bytes(&self) -> Option<u64> {
+        self.journal.as_ref().and_then(Journal::store_size_bytes)
     }
 
     /// Pending decisions of all campaigns.

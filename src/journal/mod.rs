@@ -269,13 +269,13 @@ impl Journal {
         ))
     }
 
-    /// Campaign `uid`'s logged decisions made in `since_ms..=until_ms`
-    /// with their outcomes, as applied to the store (see [`log::export`]).
     /// Whether this journal keeps a decision log.
     pub fn logs_decisions(&self) -> bool {
         self.shared.options.decision_log.enabled()
     }
 
+    /// Campaign `uid`'s logged decisions made in `since_ms..=until_ms`
+    /// with their outcomes, as applied to the store (see [`log::export`]).
     pub fn export(
         &self,
         uid: u64,
@@ -285,6 +285,11 @@ impl Journal {
         visit: &mut dyn FnMut(log::ExportedDecision) -> bool,
     ) -> Result<(), StoreError> {
         log::export(&*self.store, uid, since_ms, until_ms, horizon_ms, visit)
+    }
+
+    /// Bytes the store takes on disk, when it can tell.
+    pub fn store_size_bytes(&self) -> Option<u64> {
+        self.store.size_on_disk()
     }
 
     /// This process's run number.

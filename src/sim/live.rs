@@ -18,13 +18,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore};
-use tonic::transport::Channel;
 
 /// How to drive the daemon.
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
-    /// `http://127.x.x.x:PORT` or `http://localhost:PORT`.
-    pub target: String,
+    /// `http://127.x.x.x:PORT` or `http://localhost:PORT` (`https://` for
+    /// TLS), with its CA and token.
+    pub target: crate::client::Connect,
     /// Choose calls in flight at once.
     pub concurrency: usize,
     /// Customers per second, or as fast as possible.
@@ -91,6 +91,7 @@ impl LiveReport {
 fn check_target(target: &str) -> Result<(), String> {
     let rest = target
         .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
         .ok_or_else(|| format!("--target {target:?}: expected http://127.0.0.1:PORT"))?;
     if rest.starts_with("127.") || rest.starts_with("localhost:") || rest.starts_with("[::1]:") {
         Ok(())
@@ -103,18 +104,14 @@ fn check_target(target: &str) -> Result<(), String> {
 
 /// Runs the scenario's customers against the daemon at `opts.target`.
 pub async fn run_live(scenario: &Scenario, opts: &LiveOptions) -> Result<LiveReport, String> {
-    check_target(&opts.target)?;
+    check_target(&opts.target.target)?;
     if !(opts.speedup.is_finite() && opts.speedup >= 1.0) {
         return Err("--speedup: must be a number ≥ 1".into());
     }
     if !(1..=10_000).contains(&opts.concurrency) {
         return Err("--concurrency: must be in 1..=10000".into());
     }
-    let channel = Channel::from_shared(opts.target.clone())
-        .map_err(|e| format!("--target: {e}"))?
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", opts.target))?;
+    let channel = opts.target.connect().await.map_err(|e| e.to_string())?;
     let safe: String = scenario
         .name
         .chars()

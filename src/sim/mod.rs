@@ -162,7 +162,11 @@ fn write_outputs(
 /// `banditd simulate SCENARIO --target URL`: the scenario as live traffic.
 fn run_live_cli(sc: &Scenario, a: &SimulateArgs, target: &str) -> Result<String, SimCliError> {
     let opts = live::LiveOptions {
-        target: target.to_string(),
+        target: crate::client::Connect {
+            target: target.to_string(),
+            tls_ca: a.tls_ca.clone(),
+            token: a.token.clone(),
+        },
         concurrency: a.concurrency,
         rate: a.rate,
         speedup: a.speedup,

@@ -47,6 +47,20 @@ impl TestServer {
         options: EngineOptions,
         dir: tempfile::TempDir,
     ) -> TestServer {
+        let serving = server::ServerOptions {
+            expiry_interval: Duration::from_millis(50),
+            ..server::ServerOptions::default()
+        };
+        Self::start_serving(store, options, serving, dir).await
+    }
+
+    /// Starts a server with engine and server options of the test's own.
+    pub async fn start_serving(
+        store: Arc<dyn Store>,
+        options: EngineOptions,
+        serving: server::ServerOptions,
+        dir: tempfile::TempDir,
+    ) -> TestServer {
         let engine = Engine::open(store, options).expect("engine");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -54,14 +68,9 @@ impl TestServer {
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            let _ = server::run(
-                listener,
-                Arc::new(engine),
-                Duration::from_millis(50),
-                async {
-                    let _ = rx.await;
-                },
-            )
+            let _ = server::run(listener, Arc::new(engine), serving, async {
+                let _ = rx.await;
+            })
             .await;
         });
         TestServer {

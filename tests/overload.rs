@@ -1,0 +1,203 @@
+//! Overload, seen from clients: beyond the global limit of calls in flight a
+//! call is `RESOURCE_EXHAUSTED` at once and changes nothing; health is never
+//! shed; a client's `grpc-timeout` ends a call that waits too long and gives
+//! its place back.
+//!
+//! The calls are held in flight by a store whose flush the test holds
+//! (strict durability acknowledges only after a flush), so nothing here
+//! depends on how fast the machine is.
+
+mod common;
+
+use banditd::api::pb;
+use banditd::api::server::ServerOptions;
+use banditd::engine::EngineOptions;
+use banditd::error::StoreError;
+use banditd::journal::{JournalOptions, Mode};
+use banditd::store::{MemoryStore, Op, Store, Visit};
+use common::{choose_req, thompson, TestServer};
+use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::Code;
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+/// A memory store whose `flush` waits while the test holds it.
+#[derive(Debug, Default)]
+struct HeldStore {
+    inner: MemoryStore,
+    held: Mutex<bool>,
+    released: Condvar,
+}
+
+impl HeldStore {
+    fn hold(&self, on: bool) {
+        *self.held.lock() = on;
+        self.released.notify_all();
+    }
+}
+
+impl Store for HeldStore {
+    fn scan_range(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        self.inner.scan_range(from, to, visit)
+    }
+    fn first_key(&self, from: &[u8], to: Option<&[u8]>) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.first_key(from, to)
+    }
+    fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+        self.inner.apply(ops)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        let mut held = self.held.lock();
+        while *held {
+            self.released.wait(&mut held);
+        }
+        drop(held);
+        self.inner.flush()
+    }
+}
+
+async fn start(limit: usize) -> (TestServer, Arc<HeldStore>) {
+    let store = Arc::new(HeldStore::default());
+    let options = EngineOptions {
+        seed: Some(3),
+        journal: JournalOptions {
+            mode: Mode::Strict,
+            ..JournalOptions::default()
+        },
+        ..EngineOptions::default()
+    };
+    let serving = ServerOptions {
+        expiry_interval: Duration::from_millis(50),
+        max_in_flight: limit,
+        ..ServerOptions::default()
+    };
+    let server = TestServer::start_serving(
+        store.clone(),
+        options,
+        serving,
+        tempfile::tempdir().expect("dir"),
+    )
+    .await;
+    (server, store)
+}
+
+async fn pulls(server: &TestServer) -> u64 {
+    let mut admin = server.campaigns().await;
+    common::stats(&mut admin, "c", "")
+        .await
+        .segments
+        .iter()
+        .filter(|s| s.segment.is_empty())
+        .flat_map(|s| s.arms.iter())
+        .map(|a| a.pulls)
+        .sum()
+}
+
+// Two places; ten Chooses at once while the store is held: two wait, eight
+// are refused at once with RESOURCE_EXHAUSTED, health still answers, and
+// only the two admitted calls changed anything.
+#[tokio::test]
+async fn calls_beyond_the_limit_are_shed_at_once_and_change_nothing() {
+    let (server, store) = start(2).await;
+    let mut admin = server.campaigns().await;
+    common::create(&mut admin, thompson("c", &["a", "b"], 3600)).await;
+    assert_eq!(pulls(&server).await, 0);
+
+    store.hold(true);
+    let mut calls = Vec::new();
+    for _ in 0..2 {
+        let mut bandit = server.bandit().await;
+        calls.push(tokio::spawn(async move {
+            bandit.choose(choose_req("c", "")).await
+        }));
+    }
+    // Both admitted calls are in flight (waiting for the held flush) once
+    // the engine counts their decisions.
+    let started = Instant::now();
+    loop {
+        let mut admin = server.campaigns().await;
+        let listed = admin.list_campaigns(pb::ListCampaignsRequest {}).await;
+        // ListCampaigns is a call too: with both places taken it is shed.
+        if matches!(&listed, Err(s) if s.code() == Code::ResourceExhausted) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "calls never got in flight"
+        );
+        tokio::task::yield_now().await;
+    }
+    let shed_started = Instant::now();
+    for _ in 0..8 {
+        let mut bandit = server.bandit().await;
+        let err = bandit
+            .choose(choose_req("c", ""))
+            .await
+            .expect_err("beyond the limit");
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    }
+    // Shedding does not wait (eight refusals well under the held call).
+    assert!(shed_started.elapsed() < Duration::from_secs(5));
+    // Health is never shed.
+    let mut health = HealthClient::new(server.channel().await);
+    health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health answers under overload");
+
+    store.hold(false);
+    for c in calls {
+        c.await.expect("task").expect("admitted call succeeds");
+    }
+    assert_eq!(
+        pulls(&server).await,
+        2,
+        "only the admitted calls changed the state"
+    );
+    server.stop().await;
+}
+
+// A client's grpc-timeout ends a call that waits longer (here for a held
+// flush) and gives its place back: the next call is admitted.
+#[tokio::test]
+async fn the_clients_grpc_timeout_ends_the_call_and_frees_its_place() {
+    let (server, store) = start(1).await;
+    let mut admin = server.campaigns().await;
+    common::create(&mut admin, thompson("c", &["a", "b"], 3600)).await;
+
+    store.hold(true);
+    let mut bandit = server.bandit().await;
+    let mut req = tonic::Request::new(choose_req("c", ""));
+    req.set_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let err = bandit.choose(req).await.expect_err("deadline passes");
+    let took = started.elapsed();
+    assert!(
+        matches!(err.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "{err:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(250),
+        "ended before its deadline: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "the deadline was not honoured: {took:?}"
+    );
+
+    // Its place is free again: with the store released the next call runs.
+    store.hold(false);
+    bandit
+        .choose(choose_req("c", ""))
+        .await
+        .expect("the place was given back");
+    server.stop().await;
+}
