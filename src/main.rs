@@ -229,16 +229,6 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Se
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        data_dir = %config.data_dir.display(),
-        durability = ?config.durability,
-        batch_interval_ms = config.batch_interval.as_millis() as u64,
-        flush_interval_ms = config.flush_interval.as_millis() as u64,
-        decision_log_retention_hours = config.decision_log.retention_ms / 3_600_000,
-        decision_log_max_mb = config.decision_log.max_bytes >> 20,
-        "banditd started"
-    );
     let metrics = match config.metrics_listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -247,6 +237,25 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Se
         ),
         None => None,
     };
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        tls = config.tls.is_some(),
+        mutual_tls = config.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()),
+        tokens = config.tokens.as_ref().map_or(0, |t| t.len()),
+        max_in_flight = config.max_in_flight,
+        metrics_listen = %metrics
+            .as_ref()
+            .and_then(|m| m.local_addr().ok())
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        data_dir = %config.data_dir.display(),
+        durability = ?config.durability,
+        batch_interval_ms = config.batch_interval.as_millis() as u64,
+        flush_interval_ms = config.flush_interval.as_millis() as u64,
+        decision_log_retention_hours = config.decision_log.retention_ms / 3_600_000,
+        decision_log_max_mb = config.decision_log.max_bytes >> 20,
+        "banditd started"
+    );
     if config.tls.is_none() && !listener.local_addr()?.ip().is_loopback() {
         tracing::warn!(
             listen = %listener.local_addr()?,

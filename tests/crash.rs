@@ -228,7 +228,9 @@ async fn cycle(
 ) -> (Vec<(Instant, Ack)>, Instant, bool) {
     let start = Instant::now();
     let starting = Daemon::start(dir, extra);
-    let daemon::Starting { mut child, addr } = starting;
+    let daemon::Starting {
+        mut child, addr, ..
+    } = starting;
     let shared = Arc::new(Shared::default());
     let sh = shared.clone();
     let launcher = tokio::spawn(async move {
@@ -239,7 +241,7 @@ async fn cycle(
         let Some(listen) = listen else {
             return false;
         };
-        let url = format!("http://{listen}");
+        let url = format!("http://{}", listen["listen"].as_str().unwrap_or_default());
         let mut tasks = vec![tokio::spawn(churn(url.clone(), sh.clone()))];
         for task in 0..4 {
             tasks.push(tokio::spawn(traffic(

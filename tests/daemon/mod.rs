@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_banditd");
@@ -12,13 +13,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_banditd");
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The fields of the daemon's "banditd started" log line.
+    pub started: serde_json::Value,
+    /// Every line the daemon wrote to stderr so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 /// A daemon process that may not be listening yet.
 pub struct Starting {
     pub child: Child,
-    /// Receives the listening address once the daemon logs it.
-    pub addr: std::sync::mpsc::Receiver<String>,
+    /// Receives the "banditd started" line's fields once the daemon logs it.
+    pub addr: std::sync::mpsc::Receiver<serde_json::Value>,
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Starting {
@@ -26,9 +32,15 @@ impl Starting {
     /// (or died first).
     pub fn ready(self, timeout: Duration) -> Result<Daemon, Child> {
         match self.addr.recv_timeout(timeout) {
-            Ok(listen) => Ok(Daemon {
+            Ok(fields) => Ok(Daemon {
                 child: self.child,
-                addr: listen.parse().expect("address"),
+                addr: fields["listen"]
+                    .as_str()
+                    .expect("listen field")
+                    .parse()
+                    .expect("address"),
+                started: fields,
+                log: self.log,
             }),
             Err(_) => Err(self.child),
         }
@@ -64,16 +76,17 @@ impl Daemon {
             .expect("spawn banditd");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut l) = lines.lock() {
+                    l.push(line.clone());
+                }
                 if !sent && line.contains("banditd started") {
                     let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
-                    let listen = v["fields"]["listen"]
-                        .as_str()
-                        .expect("listen field")
-                        .to_string();
-                    let _ = tx.send(listen);
+                    let _ = tx.send(v["fields"].clone());
                     sent = true;
                 }
                 if line.contains("\"level\":\"ERROR\"") {
@@ -81,7 +94,11 @@ impl Daemon {
                 }
             }
         });
-        Starting { child, addr: rx }
+        Starting {
+            child,
+            addr: rx,
+            log,
+        }
     }
 
     pub fn url(&self) -> String {
