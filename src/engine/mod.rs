@@ -336,6 +336,33 @@ impl Engine {
         out
     }
 
+    /// A digest of everything a call can change: every campaign's
+    /// definition, tallies (per segment and arm: outcomes, sums, pending),
+    /// contextual statistics and decisions. Equal digests mean nothing
+    /// learned or decided differs (for checks such as "a refused call
+    /// changed nothing"; cheap: no posterior is computed).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut cells: Vec<Arc<CampaignCell>> =
+            self.campaigns.read().by_id.values().cloned().collect();
+        cells.sort_by(|a, b| a.id.cmp(&b.id));
+        for c in cells {
+            let st = c.state.lock();
+            c.id.hash(&mut h);
+            format!("{:?}", st.spec).hash(&mut h);
+            for seg in &st.segments {
+                seg.name.hash(&mut h);
+                for t in &seg.arms {
+                    (t.counts.n, t.pending, t.counts.sum.to_bits()).hash(&mut h);
+                }
+            }
+            format!("{:?}", st.linear).hash(&mut h);
+            (st.log.len(), st.log.pending(), st.log.next_slot(self.run)).hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// Bytes the store takes on disk, when it can tell.
     pub fn store_size_bytes(&self) -> Option<u64> {
         self.journal.as_ref().and_then(Journal::store_size_bytes)
