@@ -21,11 +21,16 @@
 //!   the offline invariant checker (`banditd check`).
 //! - [`store`]: the persistence seam, an ordered key-value store with
 //!   atomic batches: sled (the daemon's) and in-memory (tests).
+//! - [`access`]: access tokens and their roles (`decide`, `admin`): the
+//!   tokens file, constant-time checks, `banditd token new`.
 //! - [`api`]: generated protobuf types, request/response conversions, the
-//!   two v1 services, the one mapping from [`Error`] to gRPC status, and the
-//!   server (`api::server::run`).
+//!   two v1 services, the gate every call passes (tokens, the global
+//!   in-flight limit, panics caught), the one mapping to gRPC status
+//!   (`api::status`, the only place a `Status` is built), Prometheus metrics,
+//!   and the server (`api::server::run`, with TLS and the shutdown timeout).
 //! - [`config`]: command-line flags → validated daemon configuration.
 //! - [`cli`]: operator subcommands that talk to a running daemon.
+//! - [`client`]: how the CLI and the simulator connect (TLS, tokens).
 //! - [`error`]: the crate's error types.
 //! - [`sim`]: the campaign simulator (`banditd simulate`): synthetic customers
 //!   driven through the same engine, strategies compared on the same customers.

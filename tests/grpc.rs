@@ -6,6 +6,8 @@ mod common;
 use banditd::api::pb;
 use common::*;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::Code;
 
@@ -311,10 +313,23 @@ async fn bad_input_gets_the_right_status_and_changes_nothing() {
 }
 
 // An unrewarded decision learns the default reward once at its timeout; a
-// reward after that is FAILED_PRECONDITION and changes nothing.
+// reward after that is FAILED_PRECONDITION and changes nothing. The
+// server's clock is moved by hand; only its 50 ms sweep runs on its own.
 #[tokio::test]
 async fn expiry_learns_default_reward_exactly_once() {
-    let server = TestServer::start(4).await;
+    let clock = Arc::new(AtomicU64::new(1_750_000_000_000));
+    let dir = tempfile::tempdir().expect("dir");
+    let store = banditd::store::SledStore::open(&banditd::store::SledOptions {
+        path: dir.path().join("db"),
+        cache_bytes: 16 << 20,
+    })
+    .expect("sled");
+    let options = banditd::engine::EngineOptions {
+        seed: Some(4),
+        clock: banditd::engine::Clock::Manual(clock.clone()),
+        ..Default::default()
+    };
+    let server = TestServer::start_with(Arc::new(store), options, dir).await;
     let mut admin = server.campaigns().await;
     let mut bandit = server.bandit().await;
     let mut c = thompson("expiring", &["a"], 1);
@@ -340,8 +355,17 @@ async fn expiry_learns_default_reward_exactly_once() {
     let s = stats(&mut admin, "expiring", "").await;
     assert_eq!(arm(&s, "", "a").pending, 1);
 
-    tokio::time::sleep(Duration::from_millis(1600)).await;
-    let s = stats(&mut admin, "expiring", "").await;
+    clock.fetch_add(1_001, Ordering::SeqCst);
+    // The sweep (every 50 ms of real time) learns the default: poll for it.
+    let mut s = stats(&mut admin, "expiring", "").await;
+    for _ in 0..400 {
+        if arm(&s, "", "a").pending == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        s = stats(&mut admin, "expiring", "").await;
+    }
     let a = arm(&s, "", "a");
     assert_eq!((a.pulls, a.pending, a.reward_sum), (2, 0, 1.25));
     let late = bandit
@@ -361,9 +385,13 @@ async fn expiry_learns_default_reward_exactly_once() {
         .await
         .expect("duplicate");
     assert!(dup.into_inner().duplicate);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let s = stats(&mut admin, "expiring", "").await;
-    assert_eq!(arm(&s, "", "a").reward_sum, 1.25);
+    // Long past the deadline (and several sweeps later) nothing is learned twice.
+    clock.fetch_add(60_000, Ordering::SeqCst);
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let s = stats(&mut admin, "expiring", "").await;
+        assert_eq!(arm(&s, "", "a").reward_sum, 1.25);
+    }
     server.stop().await;
 }
 

@@ -2,9 +2,10 @@
 //! server.
 //!
 //! Generated protobuf types stay in [`pb`] and never leave this module.
-//! Handlers convert the request (rejecting bad input with
-//! `INVALID_ARGUMENT`), call the engine, convert the reply; every engine
-//! error becomes a status in exactly one place ([`status`]).
+//! Every call passes the [`gate`] (tokens, the in-flight limit), then a
+//! handler converts the request, calls the engine (which owns defaults and
+//! validation), converts the reply. Every status is built in exactly one
+//! place ([`status`]), including the remap of what tonic answers itself.
 
 pub mod convert;
 pub mod gate;
