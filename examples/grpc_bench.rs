@@ -19,160 +19,20 @@
 //! `--durability strict` Choose with 100 in flight. One campaign of 10
 //! arms (Thompson sampling), one segment. Loopback only.
 
+mod support;
+
 use banditd::api::pb;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use prost::Message;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-type Client = h2::client::SendRequest<Bytes>;
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use support::{
+    call, clients, connect, frame, pin_to_core, sibling, spawn_banditd, spawn_echo, BoxError,
+};
 
 const CAMPAIGN: &str = "bench";
-
-fn frame(msg: &impl Message) -> Bytes {
-    let body = msg.encode_to_vec();
-    let mut b = BytesMut::with_capacity(5 + body.len());
-    b.put_u8(0);
-    b.put_u32(body.len() as u32);
-    b.extend_from_slice(&body);
-    b.freeze()
-}
-
-async fn connect(addr: SocketAddr) -> Result<Client, BoxError> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let (client, conn) = h2::client::Builder::new()
-        .initial_window_size(1 << 20)
-        .initial_connection_window_size(1 << 24)
-        .handshake(tcp)
-        .await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
-/// One unary gRPC call; returns the response message bytes.
-async fn call(
-    client: &Client,
-    addr: SocketAddr,
-    path: &str,
-    body: Bytes,
-) -> Result<Bytes, BoxError> {
-    let req = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{addr}{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())?;
-    let mut client = client.clone().ready().await?;
-    let (resp, mut send) = client.send_request(req, false)?;
-    send.send_data(body, true)?;
-    let resp = resp.await?;
-    let status_in_headers = resp.headers().get("grpc-status").cloned();
-    let mut body = resp.into_body();
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        buf.extend_from_slice(&chunk);
-    }
-    let status = match status_in_headers {
-        Some(s) => Some(s),
-        None => body
-            .trailers()
-            .await?
-            .and_then(|t| t.get("grpc-status").cloned()),
-    };
-    match status {
-        Some(s) if s == "0" => {}
-        other => return Err(format!("{path}: grpc-status {other:?}").into()),
-    }
-    if buf.len() < 5 {
-        return Err(format!("{path}: short response").into());
-    }
-    Ok(buf.split_off(5).freeze())
-}
-
-/// A server process pinned to core 0.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_echo(bin: &Path) -> Result<Server, BoxError> {
-    let mut child = Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(bin)
-        .arg("127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let out = child.stdout.take().ok_or("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(out).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .ok_or("echo did not start")?
-        .parse()?;
-    Ok(Server {
-        child,
-        addr,
-        _dir: None,
-    })
-}
-
-fn spawn_banditd(bin: &Path, extra: &[&str]) -> Result<Server, BoxError> {
-    let dir = tempfile::tempdir()?;
-    let mut child = Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(bin)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .args(extra)
-        .env("RUST_LOG", "warn,banditd=info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    let err = child.stderr.take().ok_or("no stderr")?;
-    let mut lines = BufReader::new(err).lines();
-    let addr = loop {
-        let line = lines.next().ok_or("banditd did not start")??;
-        if line.contains("banditd started") {
-            let v: serde_json::Value = serde_json::from_str(&line)?;
-            break v["fields"]["listen"]
-                .as_str()
-                .ok_or("no listen field")?
-                .parse()?;
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Server {
-        child,
-        addr,
-        _dir: Some(dir),
-    })
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Rpc {
@@ -257,15 +117,6 @@ async fn prefill(
     let mut out = Vec::new();
     for t in tasks {
         out.push(t.await??);
-    }
-    Ok(out)
-}
-
-async fn clients(addr: SocketAddr, workers: usize) -> Result<Vec<Client>, BoxError> {
-    let n = workers.div_ceil(25).max(1);
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(connect(addr).await?);
     }
     Ok(out)
 }
@@ -361,18 +212,6 @@ thread_local! {
     static IDS_NEEDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-fn pin_to_core(core: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; we set one bit and
-    // pass its size, as sched_setaffinity(2) requires.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!("warning: cannot pin the load generator to core {core}");
-        }
-    }
-}
-
 struct Args {
     seconds: u64,
     rounds: usize,
@@ -428,20 +267,7 @@ fn args() -> Result<Args, BoxError> {
 }
 
 fn bins() -> Result<(PathBuf, PathBuf), BoxError> {
-    let exe = std::env::current_exe()?;
-    let examples = exe.parent().ok_or("no parent")?;
-    let echo = examples.join("echo");
-    let banditd = examples.parent().ok_or("no parent")?.join("banditd");
-    for b in [&echo, &banditd] {
-        if !b.is_file() {
-            return Err(format!(
-                "{} is missing: run `cargo build --release --bins --examples` first",
-                b.display()
-            )
-            .into());
-        }
-    }
-    Ok((echo, banditd))
+    Ok((sibling("echo", true)?, sibling("banditd", false)?))
 }
 
 /// One round: the echo, then banditd, each freshly started.
@@ -455,11 +281,11 @@ async fn round(
 ) -> Result<(Figures, Figures), BoxError> {
     let warmup = Duration::from_secs(1);
     let e = {
-        let s = spawn_echo(echo_bin)?;
+        let s = spawn_echo(echo_bin, Some(0))?;
         load(s.addr, rpc, workers, None, warmup, secs).await?
     };
     let b = {
-        let s = spawn_banditd(banditd_bin, extra)?;
+        let s = spawn_banditd(banditd_bin, Some(0), extra, false)?;
         create_campaign(s.addr).await?;
         let ids = if rpc == Rpc::Reward {
             // Enough decisions for the whole run (at up to 150,000 Rewards

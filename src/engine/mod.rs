@@ -357,7 +357,22 @@ impl Engine {
                     (t.counts.n, t.pending, t.counts.sum.to_bits()).hash(&mut h);
                 }
             }
-            format!("{:?}", st.linear).hash(&mut h);
+            // The learned statistics bit for bit (`a_inv` follows from them);
+            // hashed as bits, not formatted: the fuzzer calls this per input.
+            for arm in &st.linear {
+                for x in arm.a.iter().chain(&arm.b) {
+                    x.to_bits().hash(&mut h);
+                }
+                (
+                    arm.pulls,
+                    arm.reward_sum.to_bits(),
+                    arm.reward_sq_sum.to_bits(),
+                )
+                    .hash(&mut h);
+                for (bucket, p) in &arm.pending {
+                    (bucket, p.count, p.weight.to_bits()).hash(&mut h);
+                }
+            }
             (st.log.len(), st.log.pending(), st.log.next_slot(self.run)).hash(&mut h);
         }
         h.finish()

@@ -643,6 +643,9 @@ impl Target {
 
 async fn connect(addr: std::net::SocketAddr) -> h2::client::SendRequest<Bytes> {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // Without it, Nagle's algorithm and delayed ACKs stall the many calls
+    // whose request goes out in more than one write.
+    let _ = tcp.set_nodelay(true);
     let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
     tokio::spawn(async move {
         let _ = connection.await;
