@@ -232,6 +232,38 @@ fn contextual_expiry_updates_the_arm_with_the_stored_context() {
     assert_eq!((arm.pulls, arm.reward_sum), (1, -2.0));
 }
 
+// The fingerprint (the fuzzer's "state unchanged" check) sees contextual
+// learning and pending contextual decisions, and not a refused call.
+#[test]
+fn fingerprint_follows_contextual_statistics_and_ignores_refusals() {
+    let clock = Arc::new(AtomicU64::new(0));
+    let e = engine(Arc::new(MemoryStore::new()), &clock, 7);
+    let mut s = spec("ctx", 2, 10, -2.0);
+    s.policy = PolicySpec::LinUcb {
+        alpha: 1.0,
+        lambda: 1.0,
+        epsilon: 0.0,
+        features: vec!["is_mobile".into()],
+        missing_zero: false,
+    };
+    e.create_campaign(s).expect("create");
+    let empty = e.fingerprint();
+    let mut r = req("ctx", "");
+    r.context = vec![("is_mobile".into(), 1.0)];
+    e.choose(&r).expect("choose");
+    let pending = e.fingerprint();
+    assert_ne!(pending, empty, "a pending contextual decision counts");
+    let mut bad = req("ctx", "");
+    bad.context = vec![("is_mobile".into(), f64::NAN)];
+    assert!(e.choose(&bad).is_err());
+    assert_eq!(e.fingerprint(), pending, "a refused call changes nothing");
+    clock.store(10_001, Ordering::Relaxed);
+    assert_eq!(e.expire_due().expect("sweep"), 1);
+    let learned = e.fingerprint();
+    assert_ne!(learned, pending, "learning A and b counts");
+    assert_eq!(e.fingerprint(), learned, "deterministic");
+}
+
 // Server-generated ids name their campaign and position: they parse back,
 // sort in creation order within a run, stay valid after a restart, and a
 // caller may not invent one; a caller-chosen id resolves through the index,
