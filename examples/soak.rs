@@ -28,7 +28,10 @@
 //!
 //! Every interval (a minute; a twelfth of runs shorter than ten minutes) it
 //! records the daemon's RSS, the data directory's size on disk, the p99
-//! latency of the interval's accepted calls, the calls answered, shed
+//! latency of the interval's accepted calls (from the moment the daemon's
+//! HTTP/2 stream limit let the call's stream open to its answer: the
+//! daemon's part) and the p99 wait before that opening (in this client, at
+//! the daemon's `--max-concurrent-streams`), the calls answered, shed
 //! (`RESOURCE_EXHAUSTED`) and failed, into `OUT/soak.csv`, and draws
 //! `OUT/soak-memory.svg` and `OUT/soak-latency.svg`.
 //!
@@ -58,8 +61,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use support::{
-    call, call_answer, connect, frame, pin_to_core, sibling, spawn_banditd, Answer, BoxError,
-    Client,
+    call, call_answer_opened, connect, frame, pin_to_core, sibling, spawn_banditd, Answer,
+    BoxError, Client,
 };
 
 const CAMPAIGNS: [&str; 3] = ["soak-a", "soak-b", "soak-c"];
@@ -241,7 +244,11 @@ async fn calibrate(clients: &[Client], addr: SocketAddr) -> Result<f64, BoxError
 
 /// What the calls of one interval did.
 struct Tally {
+    /// From the stream's opening to the answer: the daemon's part.
     latency: Histogram<u64>,
+    /// From the arrival to the stream's opening: waiting in this client
+    /// for a place under the daemon's stream limit.
+    waited: Histogram<u64>,
     ok: u64,
     shed: u64,
     failed: BTreeMap<String, u64>,
@@ -253,6 +260,7 @@ impl Tally {
     fn new() -> Result<Tally, BoxError> {
         Ok(Tally {
             latency: Histogram::new_with_bounds(1, 120_000_000, 3)?,
+            waited: Histogram::new_with_bounds(1, 120_000_000, 3)?,
             ok: 0,
             shed: 0,
             failed: BTreeMap::new(),
@@ -261,13 +269,19 @@ impl Tally {
         })
     }
 
-    fn record(&mut self, started: Instant, answer: &Result<Answer, BoxError>) {
+    fn record(
+        &mut self,
+        started: Instant,
+        opened: Option<Instant>,
+        answer: &Result<Answer, BoxError>,
+    ) {
+        let micros = |d: Duration| d.as_micros().max(1) as u64;
         match answer {
             Ok(Answer::Ok(_)) => {
                 self.ok += 1;
-                let _ = self
-                    .latency
-                    .record(started.elapsed().as_micros().max(1) as u64);
+                let opened = opened.unwrap_or(started);
+                let _ = self.latency.record(micros(opened.elapsed()));
+                let _ = self.waited.record(micros(opened - started));
             }
             Ok(Answer::Status(Some(8))) => self.shed += 1,
             Ok(Answer::Status(code)) => {
@@ -290,8 +304,9 @@ async fn arrival(
     tally: Rc<RefCell<Tally>>,
 ) {
     let started = Instant::now();
-    let answer = call_answer(&client, addr, CHOOSE, body).await;
-    tally.borrow_mut().record(started, &answer);
+    let mut opened = None;
+    let answer = call_answer_opened(&client, addr, CHOOSE, body, &mut opened).await;
+    tally.borrow_mut().record(started, opened, &answer);
     let decision = match (&answer, reward_after) {
         (Ok(Answer::Ok(b)), Some(_)) => pb::ChooseResponse::decode(b.clone()).ok(),
         _ => None,
@@ -303,9 +318,11 @@ async fn arrival(
     tokio::time::sleep(delay).await;
     tally.borrow_mut().outstanding += 1;
     let started = Instant::now();
-    let answer = call_answer(&client, addr, REWARD, reward_body(decision.decision_id)).await;
+    let mut opened = None;
+    let body = reward_body(decision.decision_id);
+    let answer = call_answer_opened(&client, addr, REWARD, body, &mut opened).await;
     let mut t = tally.borrow_mut();
-    t.record(started, &answer);
+    t.record(started, opened, &answer);
     t.outstanding -= 1;
 }
 
@@ -314,6 +331,7 @@ struct Sample {
     rss_mib: f64,
     disk_mib: f64,
     p99_ms: f64,
+    wait_p99_ms: f64,
     ok: u64,
     shed: u64,
     failed: u64,
@@ -436,14 +454,15 @@ async fn run(a: Args, daemon: support::Server) -> Result<(), BoxError> {
             rss_mib: rss_bytes(pid) as f64 / 1048576.0,
             disk_mib: disk_bytes(&data_dir) as f64 / 1048576.0,
             p99_ms: t.latency.value_at_quantile(0.99) as f64 / 1000.0,
+            wait_p99_ms: t.waited.value_at_quantile(0.99) as f64 / 1000.0,
             ok: t.ok,
             shed: t.shed,
             failed: t.failed.values().sum(),
             not_sent: t.not_sent,
         };
         eprintln!(
-            "[{:>5.1} min] RSS {:.1} MiB, disk {:.1} MiB, p99 {:.2} ms, answered {}, shed {}, failed {}, not sent {}, in flight {}",
-            s.minute, s.rss_mib, s.disk_mib, s.p99_ms, s.ok, s.shed, s.failed, s.not_sent, t.outstanding
+            "[{:>5.1} min] RSS {:.1} MiB, disk {:.1} MiB, p99 {:.2} ms (waiting for a stream: p99 {:.2} ms), answered {}, shed {}, failed {}, not sent {}, in flight {}",
+            s.minute, s.rss_mib, s.disk_mib, s.p99_ms, s.wait_p99_ms, s.ok, s.shed, s.failed, s.not_sent, t.outstanding
         );
         samples.push(s);
     }
@@ -461,11 +480,20 @@ fn report(
     failures: &BTreeMap<String, u64>,
 ) -> Result<(), BoxError> {
     std::fs::create_dir_all(&a.out)?;
-    let mut csv = String::from("minute,rss_mib,disk_mib,p99_ms,answered,shed,failed,not_sent\n");
+    let mut csv =
+        String::from("minute,rss_mib,disk_mib,p99_ms,wait_p99_ms,answered,shed,failed,not_sent\n");
     for s in samples {
         csv.push_str(&format!(
-            "{:.2},{:.2},{:.2},{:.3},{},{},{},{}\n",
-            s.minute, s.rss_mib, s.disk_mib, s.p99_ms, s.ok, s.shed, s.failed, s.not_sent
+            "{:.2},{:.2},{:.2},{:.3},{:.3},{},{},{},{}\n",
+            s.minute,
+            s.rss_mib,
+            s.disk_mib,
+            s.p99_ms,
+            s.wait_p99_ms,
+            s.ok,
+            s.shed,
+            s.failed,
+            s.not_sent
         ));
     }
     std::fs::write(a.out.join("soak.csv"), csv)?;
@@ -493,7 +521,10 @@ fn report(
             &format!("banditd soak, {what}: p99 of accepted calls"),
             "minutes",
             "ms",
-            &[series("p99 latency", |s| s.p99_ms)],
+            &[
+                series("p99 latency (from the stream's opening)", |s| s.p99_ms),
+                series("p99 wait for a stream, in the client", |s| s.wait_p99_ms),
+            ],
         ),
     )?;
 
@@ -521,6 +552,7 @@ fn report(
     let mut p99s: Vec<f64> = warm.iter().map(|s| s.p99_ms).collect();
     p99s.sort_by(f64::total_cmp);
     let (p99_median, p99_max) = (p99s[p99s.len() / 2], p99s[p99s.len() - 1]);
+    let wait_max = warm.iter().map(|s| s.wait_p99_ms).fold(0.0f64, f64::max);
     let sum = |f: fn(&Sample) -> u64| samples.iter().map(f).sum::<u64>();
     let (ok, shed, failed, not_sent) = (
         sum(|s| s.ok),
@@ -539,7 +571,7 @@ fn report(
         )),
     );
     println!(
-        "  after warm-up: RSS {rss_mean:.1} MiB (worst ±{:.1}%), disk {disk_mean:.1} MiB (worst ±{:.1}%), accepted-call p99 median {p99_median:.2} ms, worst {p99_max:.2} ms, {accepted_per_s:.0} calls/s accepted",
+        "  after warm-up: RSS {rss_mean:.1} MiB (worst ±{:.1}%), disk {disk_mean:.1} MiB (worst ±{:.1}%), accepted-call p99 median {p99_median:.2} ms, worst {p99_max:.2} ms (in this client waiting for a stream: p99 worst {wait_max:.2} ms), {accepted_per_s:.0} calls/s accepted",
         rss_dev * 100.0,
         disk_dev * 100.0,
     );

@@ -360,6 +360,11 @@ pub struct ServeArgs {
     /// RESOURCE_EXHAUSTED at once (1..=1000000).
     #[arg(long, env = "BANDITD_MAX_IN_FLIGHT", default_value_t = 4096)]
     pub max_in_flight: usize,
+    /// HTTP/2 streams one connection may have open at once (1..=65536):
+    /// a client beyond it waits on its side, so what the daemon queues is
+    /// bounded.
+    #[arg(long, env = "BANDITD_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
     /// How long a shutdown waits for calls in flight before cancelling
     /// them (the store is flushed either way), e.g. 10s or 500ms.
     #[arg(long, env = "BANDITD_SHUTDOWN_TIMEOUT", default_value = "10s")]
@@ -387,6 +392,7 @@ pub struct ServeConfig {
     pub tokens: Option<crate::access::Tokens>,
     pub metrics_listen: Option<SocketAddr>,
     pub max_in_flight: usize,
+    pub max_concurrent_streams: u32,
     pub shutdown_timeout: Duration,
 }
 
@@ -606,6 +612,12 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 format!("must be in 1..=1000000, got {}", a.max_in_flight),
             ));
         }
+        if !(1..=65_536).contains(&a.max_concurrent_streams) {
+            return Err(bad(
+                "--max-concurrent-streams (BANDITD_MAX_CONCURRENT_STREAMS)",
+                format!("must be in 1..=65536, got {}", a.max_concurrent_streams),
+            ));
+        }
         let shutdown_timeout = parse_duration(&a.shutdown_timeout)
             .filter(|d| *d <= Duration::from_secs(3600))
             .ok_or_else(|| {
@@ -622,6 +634,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
             tokens,
             metrics_listen,
             max_in_flight: a.max_in_flight,
+            max_concurrent_streams: a.max_concurrent_streams,
             shutdown_timeout,
             listen,
             data_dir: a.data_dir,

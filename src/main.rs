@@ -243,6 +243,7 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Se
         mutual_tls = config.tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()),
         tokens = config.tokens.as_ref().map_or(0, |t| t.len()),
         max_in_flight = config.max_in_flight,
+        max_concurrent_streams = config.max_concurrent_streams,
         metrics_listen = %metrics
             .as_ref()
             .and_then(|m| m.local_addr().ok())
@@ -270,6 +271,7 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Se
     let options = server::ServerOptions {
         expiry_interval: config.expiry_interval,
         max_in_flight: config.max_in_flight,
+        max_concurrent_streams: config.max_concurrent_streams,
         shutdown_timeout: config.shutdown_timeout,
         tokens: config.tokens,
         tls: config.tls.as_ref().map(|t| t.server_config()),

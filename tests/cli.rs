@@ -32,6 +32,14 @@ fn bad_configuration_fails_before_binding() {
             vec!["serve", "--data-dir", d, "--cache-mb", "0"],
             "--cache-mb",
         ),
+        (
+            vec!["serve", "--data-dir", d, "--max-in-flight", "0"],
+            "--max-in-flight",
+        ),
+        (
+            vec!["serve", "--data-dir", d, "--max-concurrent-streams", "0"],
+            "--max-concurrent-streams",
+        ),
     ] {
         let out = banditd(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);

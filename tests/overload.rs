@@ -1,7 +1,8 @@
 //! Overload, seen from clients: beyond the global limit of calls in flight a
 //! call is `RESOURCE_EXHAUSTED` at once and changes nothing; health is never
 //! shed; a client's `grpc-timeout` ends a call that waits too long and gives
-//! its place back.
+//! its place back; one connection cannot queue more than its HTTP/2 stream
+//! limit inside the daemon.
 //!
 //! The calls are held in flight by a store whose flush the test holds
 //! (strict durability acknowledges only after a flush), so nothing here
@@ -63,6 +64,14 @@ impl Store for HeldStore {
 }
 
 async fn start(limit: usize) -> (TestServer, Arc<HeldStore>) {
+    start_with(limit, ServerOptions::default().max_concurrent_streams, None).await
+}
+
+async fn start_with(
+    limit: usize,
+    streams: u32,
+    metrics: Option<tokio::net::TcpListener>,
+) -> (TestServer, Arc<HeldStore>) {
     let store = Arc::new(HeldStore::default());
     let options = EngineOptions {
         seed: Some(3),
@@ -75,6 +84,8 @@ async fn start(limit: usize) -> (TestServer, Arc<HeldStore>) {
     let serving = ServerOptions {
         expiry_interval: Duration::from_millis(50),
         max_in_flight: limit,
+        max_concurrent_streams: streams,
+        metrics,
         ..ServerOptions::default()
     };
     let server = TestServer::start_serving(
@@ -166,10 +177,15 @@ async fn calls_beyond_the_limit_are_shed_at_once_and_change_nothing() {
 }
 
 // A client's grpc-timeout ends a call that waits longer (here for a held
-// flush) and gives its place back: the next call is admitted.
+// flush) and gives its place back: the next call is admitted; the metrics
+// count the call as DEADLINE_EXCEEDED.
 #[tokio::test]
 async fn the_clients_grpc_timeout_ends_the_call_and_frees_its_place() {
-    let (server, store) = start(1).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind metrics");
+    let metrics_addr = listener.local_addr().expect("addr").to_string();
+    let (server, store) = start_with(1, 256, Some(listener)).await;
     let mut admin = server.campaigns().await;
     common::create(&mut admin, thompson("c", &["a", "b"], 3600)).await;
 
@@ -199,5 +215,87 @@ async fn the_clients_grpc_timeout_ends_the_call_and_frees_its_place() {
         .choose(choose_req("c", ""))
         .await
         .expect("the place was given back");
+    let scraped =
+        tokio::task::spawn_blocking(move || common::scrape::http_get(&metrics_addr, "/metrics"))
+            .await
+            .expect("scrape");
+    let m = common::scrape::parse_metrics(&scraped.1);
+    let count = |code: &str| {
+        common::scrape::metric(
+            &m,
+            &format!(r#"banditd_grpc_requests_total{{rpc="Choose",code="{code}"}}"#),
+        )
+    };
+    assert_eq!(count("DEADLINE_EXCEEDED"), 1.0, "the timed-out call");
+    assert_eq!(count("OK"), 1.0);
+    server.stop().await;
+}
+
+// One connection may have `--max-concurrent-streams` calls open at once: the
+// daemon says so in its HTTP/2 settings, and a client with more calls to
+// make holds them on its side (so a flood from one connection queues there,
+// not in the daemon). With two streams and three held Chooses on one
+// connection, two are decided and the third waits at the client, not
+// refused, until a place is free.
+#[tokio::test]
+async fn one_connection_queues_at_most_its_stream_limit_inside_the_daemon() {
+    let (server, store) = start_with(100, 2, None).await;
+    let mut admin = server.campaigns().await;
+    common::create(&mut admin, thompson("c", &["a", "b"], 3600)).await;
+
+    // The limit is in the settings the daemon sends.
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let (h2_client, conn) = h2::client::handshake(tcp).await.expect("handshake");
+    let conn = tokio::spawn(conn);
+    let started = Instant::now();
+    while h2_client.current_max_send_streams() != 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no stream limit in the settings: {}",
+            h2_client.current_max_send_streams()
+        );
+        tokio::task::yield_now().await;
+    }
+    drop(h2_client);
+    conn.abort();
+
+    let one_connection = server.channel().await;
+    // A client learns the limit from the daemon's first settings frame;
+    // streams it opens beyond the limit before then are refused
+    // (REFUSED_STREAM: not processed). One call first, as any client's.
+    pb::campaigns_client::CampaignsClient::new(one_connection.clone())
+        .list_campaigns(pb::ListCampaignsRequest {})
+        .await
+        .expect("list");
+    store.hold(true);
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        let mut bandit = pb::bandit_client::BanditClient::new(one_connection.clone());
+        calls.push(tokio::spawn(async move {
+            bandit.choose(choose_req("c", "")).await
+        }));
+    }
+    let started = Instant::now();
+    while pulls(&server).await < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "calls never got in flight"
+        );
+        tokio::task::yield_now().await;
+    }
+    // Give the third call every chance to reach the daemon: it must not.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(pulls(&server).await, 2, "a third stream was let in");
+    }
+    store.hold(false);
+    for c in calls {
+        c.await
+            .expect("task")
+            .expect("every call is answered in turn");
+    }
+    assert_eq!(pulls(&server).await, 3);
     server.stop().await;
 }

@@ -3,10 +3,13 @@
 //! shutdown drain with its timeout.
 
 mod daemon;
+#[path = "common/scrape.rs"]
+mod scrape;
 
 use banditd::api::pb::{self, bandit_client::BanditClient, campaigns_client::CampaignsClient};
 use banditd::client::{Conn, Connect};
 use daemon::{Daemon, BIN};
+use scrape::{http_get, metric, parse_metrics};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -389,46 +392,6 @@ async fn tls_and_mutual_tls() {
         String::from_utf8_lossy(&out.stderr).contains("--tls-key"),
         "{out:?}"
     );
-}
-
-/// `GET path` over HTTP/1.1: (status line, body).
-fn http_get(addr: &str, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect metrics");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read");
-    let (head, body) = text.split_once("\r\n\r\n").expect("http response");
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
-}
-
-/// The Prometheus text format: `name{labels} value` lines (comments skipped),
-/// every value a number.
-fn parse_metrics(body: &str) -> Vec<(String, f64)> {
-    body.lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').expect("series and value");
-            let v: f64 = value
-                .parse()
-                .unwrap_or_else(|_| panic!("not a number: {l}"));
-            (series.to_string(), v)
-        })
-        .collect()
-}
-
-fn metric(m: &[(String, f64)], series: &str) -> f64 {
-    m.iter()
-        .find(|(s, _)| s == series)
-        .map(|(_, v)| *v)
-        .unwrap_or_else(|| panic!("no series {series}"))
 }
 
 // The metrics endpoint of a running daemon: calls by rpc and code,

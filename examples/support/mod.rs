@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Instant;
 
 pub type Client = h2::client::SendRequest<Bytes>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -63,6 +64,20 @@ pub async fn call_answer(
     path: &str,
     body: Bytes,
 ) -> Result<Answer, BoxError> {
+    let mut opened = None;
+    call_answer_opened(client, addr, path, body, &mut opened).await
+}
+
+/// [`call_answer`], noting in `opened` when the stream was opened: when
+/// the server's stream limit let it in (until then the call waits in this
+/// client).
+pub async fn call_answer_opened(
+    client: &Client,
+    addr: SocketAddr,
+    path: &str,
+    body: Bytes,
+    opened: &mut Option<Instant>,
+) -> Result<Answer, BoxError> {
     let req = http::Request::builder()
         .method("POST")
         .uri(format!("http://{addr}{path}"))
@@ -72,6 +87,10 @@ pub async fn call_answer(
     let mut client = client.clone().ready().await?;
     let (resp, mut send) = client.send_request(req, false)?;
     send.send_data(body, true)?;
+    // Ready again once this stream is open (h2 holds it while the
+    // connection is at the server's limit).
+    let _ = client.ready().await?;
+    *opened = Some(Instant::now());
     let resp = resp.await?;
     let status_in_headers = resp.headers().get("grpc-status").cloned();
     let mut body = resp.into_body();

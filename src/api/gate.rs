@@ -170,6 +170,13 @@ where
                 Err(_) => return refused(status::overloaded(rules.max_in_flight)),
             }
         };
+        let mut unanswered = Unanswered {
+            armed: true,
+            rules: rules.clone(),
+            rpc,
+            started,
+            deadline: grpc_timeout(req.headers()),
+        };
         // The clone that was made ready is the one called (tower's rule).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -177,6 +184,9 @@ where
         Box::pin(async move {
             let result = call.await;
             drop(permit);
+            // A method call, so that the block owns the whole guard (a
+            // field assignment would capture the field alone).
+            unanswered.answered();
             let response = match result {
                 Ok(Ok(r)) => status::wire_response(r),
                 Ok(Err(e)) => return Err(e),
@@ -189,6 +199,59 @@ where
             Ok(response)
         })
     }
+}
+
+/// A call dropped before it answered: the client's deadline passed (tonic
+/// ends the call at its `grpc-timeout`), the client cancelled it, or the
+/// shutdown timeout cancelled it. Counted on drop, so that the metrics
+/// see every call the gate let in.
+struct Unanswered {
+    /// Cleared once the call answered (then counted with its status).
+    armed: bool,
+    rules: Arc<Rules>,
+    rpc: Rpc,
+    started: Instant,
+    deadline: Option<std::time::Duration>,
+}
+
+impl Unanswered {
+    fn answered(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let (true, Some(m)) = (self.armed, &self.rules.metrics) {
+            let elapsed = self.started.elapsed();
+            let code = match self.deadline {
+                Some(d) if elapsed >= d => tonic::Code::DeadlineExceeded,
+                _ => tonic::Code::Cancelled,
+            };
+            m.observe(self.rpc, code, elapsed);
+        }
+    }
+}
+
+/// The `grpc-timeout` header (gRPC over HTTP/2: at most 8 digits and a
+/// unit), `None` when absent or malformed (tonic then sets no deadline).
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 fn observe(rules: &Rules, rpc: Rpc, response: &Res, started: Instant) {
@@ -220,6 +283,27 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_timeout_is_read_as_the_spec_writes_it() {
+        use std::time::Duration;
+        let t = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                "grpc-timeout",
+                http::HeaderValue::from_str(v).expect("ascii"),
+            );
+            grpc_timeout(&h)
+        };
+        assert_eq!(t("300m"), Some(Duration::from_millis(300)));
+        assert_eq!(t("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(t("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(t("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "m", "123456789m", "10x", "-1S", "1.5S"] {
+            assert_eq!(t(bad), None, "{bad:?}");
+        }
+        assert_eq!(grpc_timeout(&http::HeaderMap::new()), None);
+    }
 
     #[test]
     fn roles_follow_the_path() {

@@ -38,6 +38,12 @@ pub const DEFAULT_EXPIRY_INTERVAL: Duration = Duration::from_millis(200);
 /// Calls in flight at most, by default.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
 
+/// HTTP/2 streams a connection may have open at once, by default (Go's
+/// HTTP/2 server allows 250, hyper's 200): with it, what a client can queue
+/// inside the daemon is bounded, and a client beyond it waits on its side
+/// of the connection, under its own deadline.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+
 /// How long a shutdown waits for calls in flight, by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,6 +53,8 @@ pub struct ServerOptions {
     pub expiry_interval: Duration,
     /// Calls in flight at most (health not counted); beyond, shed.
     pub max_in_flight: usize,
+    /// HTTP/2 streams open at once per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_concurrent_streams: u32,
     pub shutdown_timeout: Duration,
     /// `None`: every caller may do everything.
     pub tokens: Option<Tokens>,
@@ -60,6 +68,7 @@ impl Default for ServerOptions {
         ServerOptions {
             expiry_interval: DEFAULT_EXPIRY_INTERVAL,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             tokens: None,
             tls: None,
@@ -132,7 +141,8 @@ pub async fn run(
         metrics: metrics.as_ref().map(|(m, _)| m.clone()),
     });
 
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder =
+        tonic::transport::Server::builder().max_concurrent_streams(options.max_concurrent_streams);
     if let Some(tls) = options.tls {
         builder = builder.tls_config(tls)?;
     }

@@ -2,6 +2,8 @@
 //! temporary sled directory, and tonic clients for it.
 #![allow(dead_code)]
 
+pub mod scrape;
+
 use banditd::api::pb::{self, bandit_client::BanditClient, campaigns_client::CampaignsClient};
 use banditd::api::server;
 use banditd::engine::{Engine, EngineOptions};
