@@ -1,12 +1,13 @@
 //! How banditd's own clients (the CLI, the simulator's live mode) reach a
 //! daemon: plaintext `http://` or TLS `https://` (trusting `--tls-ca`, or
-//! the system's roots without it), and an access token sent as
-//! `authorization: Bearer …` on every call.
+//! the system's roots without it; with `--tls-client-cert` and
+//! `--tls-client-key` for a daemon that requires mutual TLS), and an access
+//! token sent as `authorization: Bearer …` on every call.
 
 use std::path::PathBuf;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Where and how to connect.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +16,10 @@ pub struct Connect {
     pub target: String,
     /// PEM file of the CA that signed the daemon's certificate.
     pub tls_ca: Option<PathBuf>,
+    /// PEM certificate and key this client presents (mutual TLS: a daemon
+    /// with `--tls-client-ca`); both or neither.
+    pub tls_client_cert: Option<PathBuf>,
+    pub tls_client_key: Option<PathBuf>,
     /// An access token (`banditd token new`).
     pub token: Option<String>,
 }
@@ -57,6 +62,10 @@ impl Connect {
     /// The endpoint with TLS set up when the target is `https://`.
     pub fn endpoint(&self) -> Result<Endpoint, ConnectError> {
         let usage = |setting, message: String| ConnectError::Usage { setting, message };
+        // PEM files checked as the daemon checks its own.
+        let read_pem = |setting, path: &std::path::Path, marker, what| {
+            crate::config::pem_file(path, marker, what).map_err(|m| usage(setting, m))
+        };
         let endpoint = Endpoint::from_shared(self.target.clone()).map_err(|e| {
             usage(
                 "--target",
@@ -74,29 +83,50 @@ impl Connect {
             ));
         }
         if !https {
-            if self.tls_ca.is_some() {
+            let tls_flag = [
+                ("--tls-ca", self.tls_ca.is_some()),
+                ("--tls-client-cert", self.tls_client_cert.is_some()),
+                ("--tls-client-key", self.tls_client_key.is_some()),
+            ]
+            .into_iter()
+            .find(|(_, given)| *given);
+            if let Some((flag, _)) = tls_flag {
                 return Err(usage(
-                    "--tls-ca",
+                    flag,
                     "given, but the target is http://; use https:// to connect with TLS".into(),
                 ));
             }
             return Ok(endpoint);
         }
-        let tls = match &self.tls_ca {
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    usage("--tls-ca", format!("cannot read {}: {e}", path.display()))
-                })?;
-                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE") {
-                    return Err(usage(
-                        "--tls-ca",
-                        format!("{} is not a PEM certificate", path.display()),
-                    ));
-                }
-                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+        let identity = match (&self.tls_client_cert, &self.tls_client_key) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(usage(
+                    "--tls-client-key",
+                    "missing: --tls-client-cert needs its key".into(),
+                ))
             }
-            None => ClientTlsConfig::new().with_native_roots(),
+            (None, Some(_)) => {
+                return Err(usage(
+                    "--tls-client-cert",
+                    "missing: --tls-client-key needs its certificate".into(),
+                ))
+            }
+            (Some(cert), Some(key)) => Some(Identity::from_pem(
+                read_pem("--tls-client-cert", cert, "CERTIFICATE", "certificate")?,
+                read_pem("--tls-client-key", key, "PRIVATE KEY", "private key")?,
+            )),
         };
+        let mut tls =
+            match &self.tls_ca {
+                Some(path) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(
+                    read_pem("--tls-ca", path, "CERTIFICATE", "certificate")?,
+                )),
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
+        if let Some(identity) = identity {
+            tls = tls.identity(identity);
+        }
         endpoint
             .tls_config(tls)
             .map_err(|e| usage("--tls-ca", format!("cannot set up TLS: {e}")))

@@ -187,6 +187,13 @@ pub struct SimulateArgs {
     /// Live mode: PEM file of the CA that signed the daemon's certificate.
     #[arg(long, env = "BANDITD_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// Live mode: PEM certificate to present to a daemon that requires
+    /// mutual TLS (with --tls-client-key).
+    #[arg(long, env = "BANDITD_TLS_CLIENT_CERT")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// Live mode: the key of --tls-client-cert.
+    #[arg(long, env = "BANDITD_TLS_CLIENT_KEY")]
+    pub tls_client_key: Option<PathBuf>,
     /// Live mode: access token, when the daemon has --tokens-file.
     #[arg(long, env = "BANDITD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -251,6 +258,13 @@ pub struct Target {
     /// targets; without it the system's roots are trusted).
     #[arg(long, env = "BANDITD_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// PEM certificate to present to a daemon that requires mutual TLS
+    /// (its --tls-client-ca signed it), with --tls-client-key.
+    #[arg(long, env = "BANDITD_TLS_CLIENT_CERT")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The key of --tls-client-cert.
+    #[arg(long, env = "BANDITD_TLS_CLIENT_KEY")]
+    pub tls_client_key: Option<PathBuf>,
     /// Access token, when the daemon has --tokens-file (prefer the
     /// environment variable: a command line is visible to other users).
     #[arg(long, env = "BANDITD_TOKEN", hide_env_values = true)]
@@ -262,6 +276,8 @@ impl Target {
         crate::client::Connect {
             target: self.target.clone(),
             tls_ca: self.tls_ca.clone(),
+            tls_client_cert: self.tls_client_cert.clone(),
+            tls_client_key: self.tls_client_key.clone(),
             token: self.token.clone(),
         }
     }
@@ -439,17 +455,24 @@ fn read_pem(
     marker: &str,
     what: &str,
 ) -> Result<Vec<u8>, ConfigError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| bad(setting, format!("cannot read {}: {e}", path.display())))?;
+    pem_file(path, marker, what).map_err(|why| bad(setting, why))
+}
+
+/// A PEM file's bytes, checked to hold a `-----BEGIN …marker` block, so
+/// that a wrong file is named at start, not as a TLS handshake failure
+/// later. The error says which file and why.
+pub(crate) fn pem_file(
+    path: &std::path::Path,
+    marker: &str,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let text = String::from_utf8_lossy(&bytes);
     if !text
         .lines()
         .any(|l| l.starts_with("-----BEGIN ") && l.contains(marker))
     {
-        return Err(bad(
-            setting,
-            format!("{} holds no PEM {what}", path.display()),
-        ));
+        return Err(format!("{} holds no PEM {what}", path.display()));
     }
     Ok(bytes)
 }

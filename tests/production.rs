@@ -49,6 +49,7 @@ async fn conn(target: &str, token: Option<&str>, ca: Option<&Path>) -> Conn {
         target: target.into(),
         tls_ca: ca.map(Path::to_path_buf),
         token: token.map(str::to_string),
+        ..Connect::default()
     }
     .connect()
     .await
@@ -361,7 +362,7 @@ async fn tls_and_mutual_tls() {
             std::fs::read(dir.path().join("client.pem")).expect("cert"),
             std::fs::read(dir.path().join("client.key")).expect("key"),
         ));
-    let channel = tonic::transport::Endpoint::from_shared(https)
+    let channel = tonic::transport::Endpoint::from_shared(https.clone())
         .expect("uri")
         .tls_config(tls)
         .expect("tls")
@@ -378,6 +379,61 @@ async fn tls_and_mutual_tls() {
         1,
         "the campaign created over TLS persisted"
     );
+    // The CLI presents a client certificate with --tls-client-cert/-key.
+    let cli = |extra: &[&str]| {
+        Command::new(BIN)
+            .args([
+                "campaign",
+                "list",
+                "--target",
+                &https,
+                "--tls-ca",
+                &p("ca.pem"),
+            ])
+            .args(extra)
+            .output()
+            .expect("cli")
+    };
+    let out = cli(&[
+        "--tls-client-cert",
+        &p("client.pem"),
+        "--tls-client-key",
+        &p("client.key"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("spring-sale"),
+        "{out:?}"
+    );
+    let out = cli(&[]);
+    assert!(
+        !out.status.success(),
+        "served without a certificate: {out:?}"
+    );
+    // A certificate without its key, or a key file that is not one: exit
+    // 64 naming the setting, before connecting.
+    for (extra, setting) in [
+        (
+            vec!["--tls-client-cert", &p("client.pem")],
+            "--tls-client-key",
+        ),
+        (
+            vec![
+                "--tls-client-cert",
+                &p("client.pem"),
+                "--tls-client-key",
+                &p("client.pem"),
+            ],
+            "--tls-client-key",
+        ),
+    ] {
+        let out = cli(&extra);
+        assert_eq!(out.status.code(), Some(64), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(setting),
+            "{out:?}"
+        );
+    }
     d.terminate();
 
     // A key that is not the certificate's fails at start (exit 64).

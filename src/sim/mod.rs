@@ -165,6 +165,8 @@ fn run_live_cli(sc: &Scenario, a: &SimulateArgs, target: &str) -> Result<String,
         target: crate::client::Connect {
             target: target.to_string(),
             tls_ca: a.tls_ca.clone(),
+            tls_client_cert: a.tls_client_cert.clone(),
+            tls_client_key: a.tls_client_key.clone(),
             token: a.token.clone(),
         },
         concurrency: a.concurrency,
