@@ -124,12 +124,16 @@ impl Connect {
                 )),
                 None => ClientTlsConfig::new().with_native_roots(),
             };
-        if let Some(identity) = identity {
-            tls = tls.identity(identity);
-        }
+        let setting = match identity {
+            Some(identity) => {
+                tls = tls.identity(identity);
+                "--tls-ca, --tls-client-cert, --tls-client-key"
+            }
+            None => "--tls-ca",
+        };
         endpoint
             .tls_config(tls)
-            .map_err(|e| usage("--tls-ca", format!("cannot set up TLS: {e}")))
+            .map_err(|e| usage(setting, format!("cannot set up TLS: {e}")))
     }
 
     /// The `authorization` value, checked to be a header value.

@@ -185,7 +185,12 @@ async fn the_clients_grpc_timeout_ends_the_call_and_frees_its_place() {
         .await
         .expect("bind metrics");
     let metrics_addr = listener.local_addr().expect("addr").to_string();
-    let (server, store) = start_with(1, 256, Some(listener)).await;
+    let (server, store) = start_with(
+        1,
+        banditd::api::server::DEFAULT_MAX_CONCURRENT_STREAMS,
+        Some(listener),
+    )
+    .await;
     let mut admin = server.campaigns().await;
     common::create(&mut admin, thompson("c", &["a", "b"], 3600)).await;
 

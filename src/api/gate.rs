@@ -170,12 +170,15 @@ where
                 Err(_) => return refused(status::overloaded(rules.max_in_flight)),
             }
         };
+        // Only with metrics on is there anything to count (and a header to read).
         let mut unanswered = Unanswered {
-            armed: true,
-            rules: rules.clone(),
+            metrics: rules.metrics.clone(),
             rpc,
             started,
-            deadline: grpc_timeout(req.headers()),
+            deadline: rules
+                .metrics
+                .as_ref()
+                .and_then(|_| grpc_timeout(req.headers())),
         };
         // The clone that was made ready is the one called (tower's rule).
         let clone = self.inner.clone();
@@ -206,9 +209,8 @@ where
 /// shutdown timeout cancelled it. Counted on drop, so that the metrics
 /// see every call the gate let in.
 struct Unanswered {
-    /// Cleared once the call answered (then counted with its status).
-    armed: bool,
-    rules: Arc<Rules>,
+    /// Taken once the call answered (then counted with its status).
+    metrics: Option<Arc<Metrics>>,
     rpc: Rpc,
     started: Instant,
     deadline: Option<std::time::Duration>,
@@ -216,13 +218,13 @@ struct Unanswered {
 
 impl Unanswered {
     fn answered(&mut self) {
-        self.armed = false;
+        self.metrics = None;
     }
 }
 
 impl Drop for Unanswered {
     fn drop(&mut self) {
-        if let (true, Some(m)) = (self.armed, &self.rules.metrics) {
+        if let Some(m) = &self.metrics {
             let elapsed = self.started.elapsed();
             let code = match self.deadline {
                 Some(d) if elapsed >= d => tonic::Code::DeadlineExceeded,

@@ -8,6 +8,17 @@ use crate::store::MemoryStore;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
+/// LinUCB with α = λ = 1 on one feature (absent features refused).
+fn linucb(epsilon: f64, feature: &str) -> PolicySpec {
+    PolicySpec::LinUcb {
+        alpha: 1.0,
+        lambda: 1.0,
+        epsilon,
+        features: vec![feature.into()],
+        missing_zero: false,
+    }
+}
+
 fn spec(id: &str, arms: usize, timeout_s: u32, default_reward: f64) -> CampaignSpec {
     CampaignSpec {
         id: id.into(),
@@ -209,13 +220,7 @@ fn contextual_expiry_updates_the_arm_with_the_stored_context() {
     let clock = Arc::new(AtomicU64::new(0));
     let e = engine(Arc::new(MemoryStore::new()), &clock, 7);
     let mut s = spec("ctx", 1, 10, -2.0);
-    s.policy = PolicySpec::LinUcb {
-        alpha: 1.0,
-        lambda: 1.0,
-        epsilon: 0.0,
-        features: vec!["is_mobile".into()],
-        missing_zero: false,
-    };
+    s.policy = linucb(0.0, "is_mobile");
     e.create_campaign(s).expect("create");
     let mut r = req("ctx", "");
     r.context = vec![("is_mobile".into(), 1.0)];
@@ -239,13 +244,7 @@ fn fingerprint_follows_contextual_statistics_and_ignores_refusals() {
     let clock = Arc::new(AtomicU64::new(0));
     let e = engine(Arc::new(MemoryStore::new()), &clock, 7);
     let mut s = spec("ctx", 2, 10, -2.0);
-    s.policy = PolicySpec::LinUcb {
-        alpha: 1.0,
-        lambda: 1.0,
-        epsilon: 0.0,
-        features: vec!["is_mobile".into()],
-        missing_zero: false,
-    };
+    s.policy = linucb(0.0, "is_mobile");
     e.create_campaign(s).expect("create");
     let empty = e.fingerprint();
     let mut r = req("ctx", "");
@@ -576,13 +575,7 @@ fn contextual_inputs_that_could_overflow_are_refused() {
     let clock = Arc::new(AtomicU64::new(0));
     let e = engine(Arc::new(MemoryStore::new()), &clock, 11);
     let mut s = spec("ctx", 2, 10, 0.0);
-    s.policy = PolicySpec::LinUcb {
-        alpha: 1.0,
-        lambda: 1.0,
-        epsilon: 0.1,
-        features: vec!["spend".into()],
-        missing_zero: false,
-    };
+    s.policy = linucb(0.1, "spend");
     e.create_campaign(s.clone()).expect("create");
     let mut r = req("ctx", "");
     r.context = vec![("spend".into(), 1e200)];
@@ -867,13 +860,7 @@ fn contextual_intervals(
     let clock = Arc::new(AtomicU64::new(1_000_000));
     let e = engine(Arc::new(MemoryStore::new()), &clock, seed);
     let mut s = spec("ctx", 2, 3600, 0.0);
-    s.policy = PolicySpec::LinUcb {
-        alpha: 1.0,
-        lambda: 1.0,
-        epsilon: 0.3,
-        features: vec!["spend".into()],
-        missing_zero: false,
-    };
+    s.policy = linucb(0.3, "spend");
     e.create_campaign(s).expect("create");
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
     let mut spend_sum = 0.0;
