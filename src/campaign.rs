@@ -298,6 +298,36 @@ impl CampaignSpec {
     pub fn arm_index(&self, arm_id: &str) -> Option<usize> {
         self.arms.iter().position(|a| a.id == arm_id)
     }
+
+    /// Appends arms that start exploring, validated against the existing ones.
+    pub fn add_arms(&mut self, arms: Vec<ArmSpec>) -> Result<()> {
+        validate_new_arms(&self.arms, &arms)?;
+        self.arms.extend(arms.into_iter().map(|a| ArmSpec {
+            id: a.id,
+            retired: false,
+        }));
+        Ok(())
+    }
+
+    /// Retires `arm_id`; `false` when it already was. The last active arm
+    /// cannot be retired.
+    pub fn retire(&mut self, arm_id: &str) -> Result<bool> {
+        validate_id("arm_id", arm_id)?;
+        let arm = self.arm_index(arm_id).ok_or_else(|| {
+            crate::error::Error::NotFound(format!("arm {arm_id:?} in campaign {:?}", self.id))
+        })?;
+        if self.arms[arm].retired {
+            return Ok(false);
+        }
+        if self.active_arms().count() == 1 {
+            return Err(crate::error::Error::FailedPrecondition(format!(
+                "arm {arm_id:?} is the last active arm of campaign {:?}",
+                self.id
+            )));
+        }
+        self.arms[arm].retired = true;
+        Ok(true)
+    }
 }
 
 /// The settings LinUCB and linear Thompson sampling share.

@@ -181,9 +181,10 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub decision_log: bool,
     /// Live mode: send the customers to a running daemon (loopback only), e.g. http://127.0.0.1:50051
-    /// (https:// for TLS).
+    /// (https:// for TLS). Repeat it for the replicas of one deployment:
+    /// decisions go to each in turn, rewards to one at random.
     #[arg(long)]
-    pub target: Option<String>,
+    pub target: Vec<String>,
     /// Live mode: PEM file of the CA that signed the daemon's certificate.
     #[arg(long, env = "BANDITD_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
@@ -385,6 +386,18 @@ pub struct ServeArgs {
     /// them (the store is flushed either way), e.g. 10s or 500ms.
     #[arg(long, env = "BANDITD_SHUTDOWN_TIMEOUT", default_value = "10s")]
     pub shutdown_timeout: String,
+    /// Learn together with other replicas through this Redis
+    /// (redis://HOST:PORT[/DB]); needs --replica-id.
+    #[arg(long, env = "BANDITD_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// This replica's name among the replicas sharing --redis-url (letters,
+    /// digits, '-', '_'; at most 64); it prefixes the decision ids it makes.
+    #[arg(long, env = "BANDITD_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// Where the other replicas reach this one to forward rewards (default
+    /// http://LISTEN, which must then not be 0.0.0.0 or [::]).
+    #[arg(long, env = "BANDITD_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
 }
 
 /// A validated daemon configuration.
@@ -410,6 +423,17 @@ pub struct ServeConfig {
     pub max_in_flight: usize,
     pub max_concurrent_streams: u32,
     pub shutdown_timeout: Duration,
+    /// Set when this daemon is one of several replicas.
+    pub replica: Option<ReplicaConfig>,
+}
+
+/// How this daemon joins other replicas (`--redis-url`, `--replica-id`).
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    pub redis_url: String,
+    pub replica_id: String,
+    /// `None`: `http(s)://` and the address the daemon is bound to.
+    pub advertise_url: Option<String>,
 }
 
 /// The server's TLS material, read and checked at start.
@@ -652,7 +676,67 @@ impl TryFrom<ServeArgs> for ServeConfig {
                     ),
                 )
             })?;
+        let replica = match (a.redis_url, a.replica_id) {
+            (None, None) => {
+                if a.advertise_url.is_some() {
+                    return Err(bad(
+                        "--advertise-url (BANDITD_ADVERTISE_URL)",
+                        "only means something with --redis-url and --replica-id",
+                    ));
+                }
+                None
+            }
+            (Some(_), None) => {
+                return Err(bad(
+                    "--replica-id (BANDITD_REPLICA_ID)",
+                    "is needed with --redis-url: each replica needs a unique name",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "--redis-url (BANDITD_REDIS_URL)",
+                    "is needed with --replica-id",
+                ))
+            }
+            (Some(url), Some(id)) => {
+                crate::replica::validate_replica_id(&id)
+                    .map_err(|why| bad("--replica-id (BANDITD_REPLICA_ID)", why))?;
+                if !url.starts_with("redis://") || redis::Client::open(url.as_str()).is_err() {
+                    return Err(bad(
+                        "--redis-url (BANDITD_REDIS_URL)",
+                        format!("{url:?} is not a URL like redis://127.0.0.1:6379"),
+                    ));
+                }
+                let advertise_url = match a.advertise_url {
+                    Some(u) => {
+                        let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                            && tonic::transport::Endpoint::from_shared(u.clone()).is_ok();
+                        if !ok {
+                            return Err(bad(
+                                "--advertise-url (BANDITD_ADVERTISE_URL)",
+                                format!("{u:?} is not a URL like http://10.0.0.5:50051"),
+                            ));
+                        }
+                        Some(u)
+                    }
+                    None if listen.ip().is_unspecified() => {
+                        return Err(bad(
+                            "--advertise-url (BANDITD_ADVERTISE_URL)",
+                            format!("is needed when listening on {listen}: the other replicas need an address to reach this one"),
+                        ))
+                    }
+                    // From the bound address (the port may be 0 here).
+                    None => None,
+                };
+                Some(ReplicaConfig {
+                    redis_url: url,
+                    replica_id: id,
+                    advertise_url,
+                })
+            }
+        };
         Ok(ServeConfig {
+            replica,
             tls,
             tokens,
             metrics_listen,

@@ -31,6 +31,14 @@ pub enum Error {
     /// this request changed nothing.
     #[error("the store failed; no changes are accepted: {0}")]
     Unavailable(String),
+    /// Something another replica or Redis must do could not be done (an
+    /// unreachable Redis for a campaign change, an unreachable replica for
+    /// a forwarded reward); nothing was changed. The message is for clients.
+    #[error("{0}")]
+    ReplicaUnavailable(String),
+    /// A campaign changed concurrently on another replica; retry.
+    #[error("{0}")]
+    Aborted(String),
     /// The request's change was applied in memory, but the store failed
     /// before it was durable: whether it survives a restart is unknown.
     #[error("the change was applied but the store failed before it was durable: {0}")]

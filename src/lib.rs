@@ -50,6 +50,8 @@ pub mod journal;
 /// policies, and the IPS, SNIPS, DM and DR estimators.
 pub mod ope;
 pub mod policy;
+/// Replicas that learn together through Redis (`serve --redis-url`).
+pub mod replica;
 pub mod sim;
 pub mod store;
 

@@ -268,6 +268,34 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Se
             "no --tokens-file: anyone who reaches the port may create and delete campaigns"
         );
     }
+    let engine = Arc::new(engine);
+    let replica = match &config.replica {
+        Some(r) => {
+            let listen = listener.local_addr()?;
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let advertise_url = r
+                .advertise_url
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{listen}"));
+            let replica = banditd::replica::Replica::new(
+                engine.clone(),
+                banditd::replica::ReplicaOptions {
+                    redis_url: r.redis_url.clone(),
+                    replica_id: r.replica_id.clone(),
+                    advertise_url,
+                    prefix: banditd::replica::DEFAULT_PREFIX.to_string(),
+                    ship_interval: banditd::replica::DEFAULT_SHIP_INTERVAL,
+                    pull_interval: banditd::replica::DEFAULT_PULL_INTERVAL,
+                },
+            )?;
+            Some(Arc::new(replica))
+        }
+        None => None,
+    };
     let options = server::ServerOptions {
         expiry_interval: config.expiry_interval,
         max_in_flight: config.max_in_flight,
@@ -276,8 +304,9 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Se
         tokens: config.tokens,
         tls: config.tls.as_ref().map(|t| t.server_config()),
         metrics,
+        replica,
     };
-    let result = server::run(listener, Arc::new(engine), options, shutdown).await;
+    let result = server::run(listener, engine, options, shutdown).await;
     tracing::info!("banditd stopped");
     result
 }

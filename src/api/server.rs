@@ -24,6 +24,7 @@ use super::service::{BanditService, CampaignService};
 use crate::access::Tokens;
 use crate::campaign::limits;
 use crate::engine::Engine;
+use crate::replica::Replica;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,8 @@ pub struct ServerOptions {
     pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Where Prometheus scrapes `/metrics` (off when `None`).
     pub metrics: Option<TcpListener>,
+    /// Set when this daemon is one of several replicas (`--redis-url`).
+    pub replica: Option<Arc<Replica>>,
 }
 
 impl Default for ServerOptions {
@@ -73,6 +76,7 @@ impl Default for ServerOptions {
             tokens: None,
             tls: None,
             metrics: None,
+            replica: None,
         }
     }
 }
@@ -92,6 +96,11 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
+    let syncer = options.replica.clone().map(|r| {
+        tracing::info!(replica = r.id(), "replicating through redis");
+        tokio::spawn(r.run(stop_rx.clone()))
+    });
+
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<BanditServer<BanditService>>()
@@ -110,10 +119,12 @@ pub async fn run(
 
     let bandit = BanditServer::new(BanditService {
         engine: engine.clone(),
+        replica: options.replica.clone(),
     })
     .max_decoding_message_size(limits::MAX_MESSAGE_BYTES);
     let campaigns = CampaignsServer::new(CampaignService {
         engine: engine.clone(),
+        replica: options.replica.clone(),
     })
     .max_decoding_message_size(limits::MAX_MESSAGE_BYTES);
 
@@ -188,6 +199,10 @@ pub async fn run(
     watcher.abort();
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
+    if let Some(task) = syncer {
+        // Ships what is left (bounded); what it cannot goes at the next start.
+        let _ = task.await;
+    }
     if let Some((_, task)) = metrics {
         let _ = task.await;
     }

@@ -6,6 +6,7 @@ use super::status;
 use crate::campaign::CampaignSpec;
 use crate::engine::{ChooseRequest, Engine, RewardOutcome};
 use crate::error::Error;
+use crate::replica::{Replica, FORWARDED_HEADER};
 use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -14,6 +15,8 @@ use tonic::{Request, Response, Status};
 #[derive(Debug, Clone)]
 pub struct BanditService {
     pub engine: Arc<Engine>,
+    /// Set when this daemon is one of several replicas.
+    pub replica: Option<Arc<Replica>>,
 }
 
 #[tonic::async_trait]
@@ -25,8 +28,13 @@ impl Bandit for BanditService {
         let req = ChooseRequest::from(req.into_inner());
         let choice = self.engine.choose(&req)?;
         self.engine.wait_durable().await?;
+        let decision_id = match &self.replica {
+            // A server-generated id names the replica that made it.
+            Some(r) if req.decision_id.is_none() => r.public_id(&choice.decision_id),
+            _ => choice.decision_id.to_string(),
+        };
         Ok(Response::new(pb::ChooseResponse {
-            decision_id: choice.decision_id.to_string(),
+            decision_id,
             arm_id: choice.arm_id,
             propensity: choice.propensity,
         }))
@@ -36,8 +44,20 @@ impl Bandit for BanditService {
         &self,
         req: Request<pb::RewardRequest>,
     ) -> Result<Response<pb::RewardResponse>, Status> {
-        let req = req.into_inner();
-        let outcome = self.engine.reward(&req.decision_id, req.value)?;
+        let outcome = match &self.replica {
+            Some(replica) => {
+                let forwarded = req.metadata().contains_key(FORWARDED_HEADER);
+                let token = req.metadata().get("authorization").cloned();
+                let req = req.into_inner();
+                replica
+                    .reward(&req.decision_id, req.value, forwarded, token.as_ref())
+                    .await?
+            }
+            None => {
+                let req = req.into_inner();
+                self.engine.reward(&req.decision_id, req.value)?
+            }
+        };
         self.engine.wait_durable().await?;
         Ok(Response::new(pb::RewardResponse {
             duplicate: outcome == RewardOutcome::Duplicate,
@@ -49,6 +69,9 @@ impl Bandit for BanditService {
 #[derive(Debug, Clone)]
 pub struct CampaignService {
     pub engine: Arc<Engine>,
+    /// Set when this daemon is one of several replicas: campaign changes
+    /// then go through Redis to all of them.
+    pub replica: Option<Arc<Replica>>,
 }
 
 #[tonic::async_trait]
@@ -62,7 +85,10 @@ impl Campaigns for CampaignService {
             .campaign
             .ok_or_else(|| Error::InvalidArgument("campaign must be set".into()))?;
         let spec = CampaignSpec::try_from(campaign)?;
-        let created = self.engine.create_campaign(spec)?;
+        let created = match &self.replica {
+            Some(r) => r.create_campaign(spec).await?,
+            None => self.engine.create_campaign(spec)?,
+        };
         self.engine.wait_durable().await?;
         Ok(Response::new(created.into()))
     }
@@ -96,7 +122,10 @@ impl Campaigns for CampaignService {
     ) -> Result<Response<pb::DeleteCampaignResponse>, Status> {
         let id = req.into_inner().campaign_id;
         require_id(&id)?;
-        self.engine.delete_campaign(&id)?;
+        match &self.replica {
+            Some(r) => r.delete_campaign(&id).await?,
+            None => self.engine.delete_campaign(&id)?,
+        }
         self.engine.wait_durable().await?;
         Ok(Response::new(pb::DeleteCampaignResponse {}))
     }
@@ -108,7 +137,10 @@ impl Campaigns for CampaignService {
         let req = req.into_inner();
         require_id(&req.campaign_id)?;
         let arms = arms_from_wire(req.arms)?;
-        let spec = self.engine.add_arms(&req.campaign_id, arms)?;
+        let spec = match &self.replica {
+            Some(r) => r.add_arms(&req.campaign_id, arms).await?,
+            None => self.engine.add_arms(&req.campaign_id, arms)?,
+        };
         self.engine.wait_durable().await?;
         Ok(Response::new(spec.into()))
     }
@@ -119,7 +151,10 @@ impl Campaigns for CampaignService {
     ) -> Result<Response<pb::Campaign>, Status> {
         let req = req.into_inner();
         require_id(&req.campaign_id)?;
-        let spec = self.engine.retire_arm(&req.campaign_id, &req.arm_id)?;
+        let spec = match &self.replica {
+            Some(r) => r.retire_arm(&req.campaign_id, &req.arm_id).await?,
+            None => self.engine.retire_arm(&req.campaign_id, &req.arm_id)?,
+        };
         self.engine.wait_durable().await?;
         Ok(Response::new(spec.into()))
     }

@@ -25,6 +25,8 @@ impl From<Error> for Status {
                 tracing::warn!(why = %why, "change refused: the store has failed");
                 Status::unavailable("the store has failed; the request was not applied")
             }
+            Error::ReplicaUnavailable(m) => Status::unavailable(m),
+            Error::Aborted(m) => Status::aborted(m),
             Error::NotDurable(why) => {
                 tracing::error!(why = %why, "a change was applied but not made durable");
                 Status::data_loss(

@@ -9,7 +9,7 @@
 
 use super::state::{CampaignCell, CampaignState};
 use super::{fnv1a, Engine};
-use crate::campaign::{self, limits, validate_id, ArmSpec, CampaignSpec};
+use crate::campaign::{limits, validate_id, ArmSpec, CampaignSpec};
 use crate::error::{Error, Result};
 use crate::journal::Change;
 use rand::rngs::SmallRng;
@@ -129,11 +129,7 @@ impl Engine {
     pub fn add_arms(&self, id: &str, arms: Vec<ArmSpec>) -> Result<CampaignSpec> {
         let cell = self.campaign(id)?;
         let mut st = self.lock_for_change(&cell, 1)?;
-        campaign::validate_new_arms(&st.spec.arms, &arms)?;
-        st.spec.arms.extend(arms.into_iter().map(|a| ArmSpec {
-            id: a.id,
-            retired: false,
-        }));
+        st.spec.add_arms(arms)?;
         Ok(self.arms_changed(&cell, &mut st))
     }
 
@@ -142,19 +138,9 @@ impl Engine {
         validate_id("arm_id", arm_id)?;
         let cell = self.campaign(id)?;
         let mut st = self.lock_for_change(&cell, 1)?;
-        let arm = st
-            .spec
-            .arm_index(arm_id)
-            .ok_or_else(|| Error::NotFound(format!("arm {arm_id:?} in campaign {id:?}")))?;
-        if st.spec.arms[arm].retired {
+        if !st.spec.retire(arm_id)? {
             return Ok(st.spec.clone());
         }
-        if st.spec.active_arms().count() == 1 {
-            return Err(Error::FailedPrecondition(format!(
-                "arm {arm_id:?} is the last active arm of campaign {id:?}"
-            )));
-        }
-        st.spec.arms[arm].retired = true;
         Ok(self.arms_changed(&cell, &mut st))
     }
 }

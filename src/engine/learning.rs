@@ -39,6 +39,39 @@ pub struct ArmTally {
     /// Forward-decayed resolved sums, relative to the landmark (decaying
     /// campaigns only).
     pub decayed: Evidence,
+    /// What the other replicas learned, as last pulled (zero on one node).
+    pub remote: RemoteTally,
+}
+
+/// The other replicas' statistics of one arm in one segment (see
+/// `engine::replicated`): the same sums as an [`ArmTally`]'s own, read
+/// from the merged totals less this replica's part. Not persisted: a
+/// restarted replica pulls them again.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RemoteTally {
+    pub n: u64,
+    pub sum: f64,
+    /// Forward-decayed, relative to this campaign's landmark.
+    pub decayed: Evidence,
+    pub pending: u64,
+    pub buckets: PendingBuckets,
+}
+
+impl ArmTally {
+    /// Resolved outcomes, this replica's and the others'.
+    pub fn total_n(&self) -> u64 {
+        self.counts.n.saturating_add(self.remote.n)
+    }
+
+    /// Pending decisions, this replica's and the others'.
+    pub fn total_pending(&self) -> u64 {
+        self.pending.saturating_add(self.remote.pending)
+    }
+
+    /// Reward sum, this replica's and the others'.
+    pub fn total_sum(&self) -> f64 {
+        self.counts.sum + self.remote.sum
+    }
 }
 
 /// A campaign's evidence rules and the state they need.
@@ -143,6 +176,8 @@ impl Learning {
         for t in tallies {
             t.decayed.n *= factor;
             t.decayed.y *= factor;
+            t.remote.decayed.n *= factor;
+            t.remote.decayed.y *= factor;
         }
         self.landmark_ms = next;
     }
@@ -205,19 +240,43 @@ impl Learning {
     }
 
     /// The evidence of one tally at `now_ms` (weights from [`Self::weights`]).
+    /// Includes what the other replicas learned ([`ArmTally::remote`]).
     pub fn evidence(&self, t: &ArmTally, w: &BucketWeights, now_ms: u64) -> Evidence {
-        let pending = t.buckets.exposure(w);
+        let mut pending = t.buckets.exposure(w);
+        if t.remote.pending > 0 {
+            pending += t.remote.buckets.exposure(w);
+        }
         if self.decays() {
             let f = self.read_factor(now_ms);
             Evidence {
-                n: t.decayed.n * f + pending,
-                y: t.decayed.y * f,
+                n: (t.decayed.n + t.remote.decayed.n) * f + pending,
+                y: (t.decayed.y + t.remote.decayed.y) * f,
             }
         } else {
             Evidence {
-                n: t.counts.n as f64 + pending,
-                y: t.counts.sum,
+                n: t.total_n() as f64 + pending,
+                y: t.total_sum(),
             }
+        }
+    }
+
+    /// The landmark forward-decayed sums are relative to, ms since the epoch.
+    pub fn landmark_ms(&self) -> u64 {
+        self.landmark_ms
+    }
+
+    /// Rescales forward-decayed sums relative to `from_ms` to this
+    /// campaign's landmark.
+    pub fn rebase(&self, e: Evidence, from_ms: u64) -> Evidence {
+        match self.half_life_ms {
+            Some(h) => {
+                let f = ((from_ms as f64 - self.landmark_ms as f64) / h).exp2();
+                Evidence {
+                    n: e.n * f,
+                    y: e.y * f,
+                }
+            }
+            None => e,
         }
     }
 
@@ -237,6 +296,23 @@ impl Learning {
             t.decayed.n += w;
             t.decayed.y += w * reward;
         }
+    }
+
+    /// Replaces the other replicas' part of the delay distribution
+    /// (`remote`: their bin counts; `applied`: the part merged so far,
+    /// which becomes `remote`).
+    pub fn merge_remote_delay(&mut self, applied: &mut Vec<f64>, remote: Vec<f64>) {
+        let mut bins = self.delay.bins().to_vec();
+        if remote.len() != bins.len() || remote.iter().any(|b| !(b.is_finite() && *b >= 0.0)) {
+            return;
+        }
+        applied.resize(bins.len(), 0.0);
+        for ((b, old), new) in bins.iter_mut().zip(applied.iter()).zip(&remote) {
+            *b = (*b - old + new).max(0.0);
+        }
+        self.delay = DelayModel::from_bins(self.delay.window_ms(), bins);
+        self.weights = None;
+        *applied = remote;
     }
 
     /// Learns the delay of a reward that arrived.

@@ -36,12 +36,14 @@ mod export;
 mod ids;
 mod learning;
 mod recovery;
+mod replicated;
 mod reward;
 mod state;
 mod stats;
 
 pub use decisions::DecisionStatus;
 pub use export::{ExportHeader, ExportOutcome, ExportRecord};
+pub use replicated::Totals;
 pub use stats::{ArmReport, SegmentReport};
 
 use crate::error::{Error, Result};

@@ -82,7 +82,7 @@ impl Segment {
     }
 
     fn total_n(&self) -> u64 {
-        self.arms.iter().map(|a| a.counts.n).sum()
+        self.arms.iter().map(ArmTally::total_n).sum()
     }
 
     /// Whether it takes part in pooling (the segment "" is the
@@ -107,8 +107,13 @@ pub struct CampaignState {
     pub log: DecisionLog,
     /// Bumped when arms are added or retired (invalidates probability caches).
     pub arms_version: u32,
-    /// Contextual campaigns: per arm, the ridge statistics (campaign-wide).
+    /// Contextual campaigns: per arm, the ridge statistics (campaign-wide),
+    /// the other replicas' part included.
     pub linear: Vec<LinearArm>,
+    /// Per contextual arm, the other replicas' part merged into `linear`.
+    pub linear_remote: Vec<super::replicated::LinearRemote>,
+    /// The other replicas' delay-distribution bins merged into `learning`.
+    pub delay_remote: Vec<f64>,
     /// Delay distribution, decay, pools.
     pub learning: Learning,
     /// Set under this lock when the campaign is deleted: whoever still
@@ -145,6 +150,8 @@ impl CampaignState {
             log: DecisionLog::default(),
             arms_version: 0,
             linear: Vec::new(),
+            linear_remote: Vec::new(),
+            delay_remote: Vec::new(),
             learning,
             dead: false,
             scratch_arms: Vec::new(),
@@ -369,7 +376,7 @@ impl CampaignState {
                     } else {
                         self.aggregate[a]
                     };
-                    let tried = t.counts.n > 0 || t.pending > 0;
+                    let tried = t.total_n() > 0 || t.total_pending() > 0;
                     let ev = self.learning.evidence(&t, &w, now_ms);
                     means.push(tried.then(|| if ev.n > 0.0 { ev.y / ev.n } else { 0.0 }));
                 }
@@ -494,7 +501,7 @@ impl CampaignState {
         let own_n = if named {
             self.segments[segment as usize].total_n()
         } else {
-            self.aggregate.iter().map(|a| a.counts.n).sum()
+            self.aggregate.iter().map(ArmTally::total_n).sum()
         };
         let pooled_n: f64 = if named {
             self.learning.pools.iter().map(|p| p.n).sum()
@@ -673,6 +680,19 @@ impl CampaignState {
             .flat_map(|s| s.arms.iter_mut())
             .chain(self.aggregate.iter_mut());
         self.learning.maybe_move_landmark(now_ms, tallies);
+    }
+
+    /// After the other replicas' statistics changed: every named segment's
+    /// evidence goes to the pools again and every cached probability
+    /// vector is recomputed at its next use.
+    pub fn remote_changed(&mut self, now_ms: u64) {
+        let w = self.learning.weights(now_ms).clone();
+        for no in 0..self.segments.len() as u32 {
+            if self.segments[no as usize].is_named() {
+                self.repool(no, &w, now_ms);
+            }
+            self.segments[no as usize].cache = None;
+        }
     }
 
     /// Counts one more pending decision created at `created_ms`.

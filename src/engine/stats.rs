@@ -77,7 +77,7 @@ impl Engine {
                             None => st.aggregate[a],
                             Some(s) => s.arms.get(a).copied().unwrap_or_default(),
                         };
-                        (t.counts.n, t.pending, t.counts.sum)
+                        (t.total_n(), t.total_pending(), t.total_sum())
                     })
                     .collect();
                 // Contextual campaigns learn any finite reward: no Beta
@@ -114,7 +114,10 @@ impl Engine {
                 if named.len() > MAX_REPORTED_SEGMENTS {
                     // Keep the busiest segments; a filter reaches any other.
                     let pulls = |g: &super::state::Segment| {
-                        g.arms.iter().map(|a| a.counts.n + a.pending).sum::<u64>()
+                        g.arms
+                            .iter()
+                            .map(|a| a.total_n() + a.total_pending())
+                            .sum::<u64>()
                     };
                     named.sort_by_cached_key(|g| std::cmp::Reverse(pulls(g)));
                     named.truncate(MAX_REPORTED_SEGMENTS);

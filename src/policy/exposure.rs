@@ -80,6 +80,35 @@ impl PendingBuckets {
         e
     }
 
+    /// The counts it holds: `(Some(bucket), n)` for the ring's non-empty
+    /// buckets, `(None, n)` for those older than the ring (a replica ships
+    /// these; see `engine::replicated`).
+    pub fn entries(&self) -> impl Iterator<Item = (Option<u64>, u32)> + '_ {
+        let ring = (0..RING as u64).filter_map(move |i| {
+            let id = self.head.checked_sub(i)?;
+            let n = self.ring[(id % RING as u64) as usize];
+            (n > 0).then_some((Some(id), n))
+        });
+        ring.chain((self.overdue > 0).then_some((None, self.overdue)))
+    }
+
+    /// `n` more pending decisions created in `bucket` (`None`: older than
+    /// any bucket held).
+    pub fn add_n(&mut self, bucket: Option<u64>, n: u32) {
+        match bucket {
+            Some(b) => {
+                self.roll_to(b);
+                if b + (RING as u64) <= self.head {
+                    self.overdue = self.overdue.saturating_add(n);
+                } else {
+                    let slot = &mut self.ring[(b % RING as u64) as usize];
+                    *slot = slot.saturating_add(n);
+                }
+            }
+            None => self.overdue = self.overdue.saturating_add(n),
+        }
+    }
+
     /// Pending decisions counted.
     pub fn count(&self) -> u64 {
         u64::from(self.overdue) + self.ring.iter().map(|&n| u64::from(n)).sum::<u64>()

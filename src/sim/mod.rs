@@ -94,8 +94,8 @@ fn check_and_run(a: &SimulateArgs) -> Result<Result<String, SimCliError>, String
     if !(a.mde.is_finite() && a.mde > 0.0 && a.mde <= 10.0) {
         return Err("--mde: must be in (0, 10]".into());
     }
-    if let Some(target) = &a.target {
-        return Ok(run_live_cli(&sc, a, target));
+    if !a.target.is_empty() {
+        return Ok(run_live_cli(&sc, a, &a.target));
     }
     let strategies = match &a.strategies {
         Some(list) => parse_strategies(list, &sc)?,
@@ -159,21 +159,28 @@ fn write_outputs(
     Ok(())
 }
 
-/// `banditd simulate SCENARIO --target URL`: the scenario as live traffic.
-fn run_live_cli(sc: &Scenario, a: &SimulateArgs, target: &str) -> Result<String, SimCliError> {
-    let opts = live::LiveOptions {
-        target: crate::client::Connect {
-            target: target.to_string(),
-            tls_ca: a.tls_ca.clone(),
-            tls_client_cert: a.tls_client_cert.clone(),
-            tls_client_key: a.tls_client_key.clone(),
-            token: a.token.clone(),
-        },
-        concurrency: a.concurrency,
-        rate: a.rate,
-        speedup: a.speedup,
-        seed: a.seed,
-    };
+/// `banditd simulate SCENARIO --target URL…`: the scenario as live traffic.
+fn run_live_cli(
+    sc: &Scenario,
+    a: &SimulateArgs,
+    targets: &[String],
+) -> Result<String, SimCliError> {
+    let mut opts = live::LiveOptions::new(
+        targets
+            .iter()
+            .map(|target| crate::client::Connect {
+                target: target.clone(),
+                tls_ca: a.tls_ca.clone(),
+                tls_client_cert: a.tls_client_cert.clone(),
+                tls_client_key: a.tls_client_key.clone(),
+                token: a.token.clone(),
+            })
+            .collect(),
+    );
+    opts.concurrency = a.concurrency;
+    opts.rate = a.rate;
+    opts.speedup = a.speedup;
+    opts.seed = a.seed;
     if let Some(r) = a.rate {
         if !(r.is_finite() && r > 0.0) {
             return Err(SimCliError::Usage(

@@ -58,11 +58,16 @@ impl Daemon {
 
     /// Starts `banditd serve` on 127.0.0.1:0 over `dir` without waiting.
     pub fn start(dir: &Path, extra: &[&str]) -> Starting {
+        Self::start_on(dir, "127.0.0.1:0", extra)
+    }
+
+    /// Starts `banditd serve` on `listen` over `dir` without waiting.
+    pub fn start_on(dir: &Path, listen: &str, extra: &[&str]) -> Starting {
         let mut child = Command::new(BIN)
             .args([
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--log-format",
                 "json",
                 "--data-dir",
