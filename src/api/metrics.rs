@@ -44,7 +44,7 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new(engine: Arc<Engine>) -> Arc<Metrics> {
+    pub fn new(engine: Arc<Engine>, replica: Option<Arc<crate::replica::Replica>>) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("banditd");
         let requests = Family::<CallLabels, Counter>::default();
         let latency = Family::<RpcLabel, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -60,7 +60,7 @@ impl Metrics {
             "Time from a call's arrival to its response headers, by rpc",
             latency.clone(),
         );
-        registry.register_collector(Box::new(EngineCollector { engine }));
+        registry.register_collector(Box::new(EngineCollector { engine, replica }));
         Arc::new(Metrics {
             registry,
             requests,
@@ -115,6 +115,7 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 #[derive(Debug)]
 struct EngineCollector {
     engine: Arc<Engine>,
+    replica: Option<Arc<crate::replica::Replica>>,
 }
 
 fn gauge(
@@ -173,6 +174,43 @@ impl Collector for EngineCollector {
             "Campaigns",
             campaigns.len() as i64,
         )?;
+        if let Some(r) = &self.replica {
+            let st = r.status();
+            gauge(
+                &mut encoder,
+                "replica_redis_up",
+                "1 when the last call to Redis succeeded",
+                i64::from(st.redis_up),
+            )?;
+            gauge(
+                &mut encoder,
+                "replica_staleness_milliseconds",
+                "Time since the other replicas' statistics were last pulled (-1: never)",
+                st.staleness_ms.map_or(-1, |m| m as i64),
+            )?;
+            gauge(
+                &mut encoder,
+                "replica_backlog_fields",
+                "Statistics whose own value Redis has not acknowledged yet",
+                st.backlog_fields as i64,
+            )?;
+            for (name, help, v) in [
+                (
+                    "replica_batches_shipped",
+                    "Batches of deltas Redis applied",
+                    st.batches_shipped,
+                ),
+                ("replica_pulls", "Merged totals pulled from Redis", st.pulls),
+                (
+                    "replica_rewards_forwarded",
+                    "Rewards forwarded to the replica that made their decision",
+                    st.rewards_forwarded,
+                ),
+            ] {
+                let c = ConstCounter::new(v);
+                c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+            }
+        }
         let (queued, lag) = self.engine.write_backlog();
         gauge(
             &mut encoder,

@@ -134,7 +134,7 @@ pub async fn run(
     ));
 
     let metrics = options.metrics.map(|listener| {
-        let metrics = Metrics::new(engine.clone());
+        let metrics = Metrics::new(engine.clone(), options.replica.clone());
         tracing::info!(addr = ?listener.local_addr().ok(), "serving metrics at /metrics");
         let mut stop = stop_rx.clone();
         let task = tokio::spawn(super::metrics::serve(
