@@ -226,12 +226,26 @@ impl Drop for Unanswered {
     fn drop(&mut self) {
         if let Some(m) = &self.metrics {
             let elapsed = self.started.elapsed();
-            let code = match self.deadline {
-                Some(d) if elapsed >= d => tonic::Code::DeadlineExceeded,
-                _ => tonic::Code::Cancelled,
-            };
-            m.observe(self.rpc, code, elapsed);
+            m.observe(self.rpc, dropped_code(elapsed, self.deadline), elapsed);
         }
+    }
+}
+
+/// How close to its deadline a dropped call counts as having reached it.
+/// tonic's deadline timer starts before the gate reads the clock, and a
+/// client that enforces the same deadline on its side cancels a moment
+/// before the daemon's timer fires; either way the call ended because its
+/// deadline came, though the gate's own clock reads a little short of it.
+const DEADLINE_SLACK: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// The status a call dropped unanswered after `elapsed` is counted with.
+fn dropped_code(
+    elapsed: std::time::Duration,
+    deadline: Option<std::time::Duration>,
+) -> tonic::Code {
+    match deadline {
+        Some(d) if elapsed + DEADLINE_SLACK >= d => tonic::Code::DeadlineExceeded,
+        _ => tonic::Code::Cancelled,
     }
 }
 
@@ -285,6 +299,18 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_dropped_at_its_deadline_by_the_gates_clock_or_a_moment_before_is_past_it() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let d = Some(ms(300));
+        assert_eq!(dropped_code(ms(301), d), tonic::Code::DeadlineExceeded);
+        // tonic's timer started before the gate read the clock (CI saw this).
+        assert_eq!(dropped_code(ms(299), d), tonic::Code::DeadlineExceeded);
+        assert_eq!(dropped_code(ms(200), d), tonic::Code::Cancelled);
+        assert_eq!(dropped_code(ms(301), None), tonic::Code::Cancelled);
+    }
 
     #[test]
     fn grpc_timeout_is_read_as_the_spec_writes_it() {
