@@ -161,6 +161,8 @@ pub struct Replica {
     forwarded: AtomicU64,
     ship: redis::Script,
     pull: redis::Script,
+    epoch: redis::Script,
+    peers: redis::Script,
     init: redis::Script,
     create: redis::Script,
     update: redis::Script,
@@ -281,6 +283,8 @@ impl Replica {
             forwarded: AtomicU64::new(0),
             ship: redis::Script::new(scripts::SHIP),
             pull: redis::Script::new(scripts::PULL),
+            epoch: redis::Script::new(scripts::EPOCH),
+            peers: redis::Script::new(scripts::PEERS),
             init: redis::Script::new(scripts::INIT),
             create: redis::Script::new(scripts::CREATE),
             update: redis::Script::new(scripts::UPDATE),
@@ -516,17 +520,7 @@ impl Replica {
                 sync.shipped.clear();
                 sync.campaigns.clear();
             }
-            // Peers are only ever added (or moved): after Redis lost its
-            // data, a replica that has not re-registered yet still made
-            // decisions that rewards must reach.
-            for (id, rec) in pairs(peers) {
-                if let Ok(p) = serde_json::from_str::<PeerRecord>(&rec) {
-                    if sync.peers.get(&id) != Some(&p.url) {
-                        self.channels.lock().remove(&id);
-                        sync.peers.insert(id, p.url);
-                    }
-                }
-            }
+            self.learn_peers(&mut sync, peers);
         }
         let engine = self.engine.clone();
         let known: BTreeMap<String, (u64, u64)> = self.sync.lock().campaigns.clone();
@@ -570,24 +564,69 @@ impl Replica {
         Ok(())
     }
 
+    /// Adds (or moves) the replicas in Redis's flat `id, record` list.
+    /// Peers are only ever added: after Redis lost its data, a replica that
+    /// has not re-registered yet still made decisions that rewards must
+    /// reach.
+    fn learn_peers(&self, sync: &mut SyncState, flat: Vec<String>) {
+        for (id, rec) in pairs(flat) {
+            if let Ok(p) = serde_json::from_str::<PeerRecord>(&rec) {
+                if sync.peers.get(&id) != Some(&p.url) {
+                    self.channels.lock().remove(&id);
+                    sync.peers.insert(id, p.url);
+                }
+            }
+        }
+    }
+
+    /// Reads the registered replicas now (not at the next pull); false
+    /// when Redis did not answer.
+    async fn refresh_peers(&self) -> bool {
+        match self
+            .invoke::<Vec<String>>(&self.peers, &[self.opts.prefix.clone()])
+            .await
+        {
+            Ok(flat) => {
+                let mut sync = self.sync.lock();
+                self.learn_peers(&mut sync, flat);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Starts an epoch in an empty Redis and registers this replica's campaigns.
     async fn initialise(&self) -> std::result::Result<(), String> {
         let epoch = format!("{:016x}", rand::random::<u64>());
-        let _: String = self
-            .invoke(&self.init, &[self.opts.prefix.clone(), epoch])
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut args = vec![self.opts.prefix.clone(), epoch];
         for spec in self.engine.list_campaigns() {
             let json = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
-            let _: (u64, String) = self
-                .invoke(
-                    &self.create,
-                    &[self.opts.prefix.clone(), spec.id.clone(), json],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+            args.push(spec.id.clone());
+            args.push(json);
         }
-        tracing::info!("redis was empty: started an epoch and registered this replica's campaigns");
+        let seeded: u64 = self
+            .invoke(&self.init, &args)
+            .await
+            .map_err(|e| e.to_string())?;
+        if seeded == 1 {
+            tracing::info!("redis was empty: started an epoch with this replica's campaigns");
+        }
+        Ok(())
+    }
+
+    /// Before a campaign change: an empty Redis (new, or it lost its data)
+    /// is seeded first, so that the change is made to the campaigns every
+    /// replica will follow and is not undone by a seed after it.
+    async fn ensure_epoch(&self) -> Result<()> {
+        let epoch: String = self
+            .invoke(&self.epoch, &[self.opts.prefix.clone()])
+            .await
+            .map_err(|e| unreachable_redis(&e))?;
+        if epoch.is_empty() {
+            self.initialise()
+                .await
+                .map_err(|e| Error::ReplicaUnavailable(format!("redis: {e}")))?;
+        }
         Ok(())
     }
 
@@ -596,6 +635,7 @@ impl Replica {
         spec.validate()?;
         let json = serde_json::to_string(&spec)
             .map_err(|e| Error::InvalidArgument(format!("campaign: {e}")))?;
+        self.ensure_epoch().await?;
         let (created, gen): (u64, String) = self
             .invoke(
                 &self.create,
@@ -626,6 +666,7 @@ impl Replica {
         id: &str,
         change: impl Fn(&mut CampaignSpec) -> Result<()>,
     ) -> Result<CampaignSpec> {
+        self.ensure_epoch().await?;
         for _ in 0..5 {
             let mut conn = self.connection().await.map_err(|e| unreachable_redis(&e))?;
             let rec: Option<String> = redis::cmd("HGET")
@@ -694,13 +735,20 @@ impl Replica {
 
     /// Deletes a campaign everywhere (Redis first, then here).
     pub async fn delete_campaign(&self, id: &str) -> Result<()> {
+        self.ensure_epoch().await?;
         let existed: u64 = self
             .invoke(&self.delete, &[self.opts.prefix.clone(), id.to_string()])
             .await
             .map_err(|e| unreachable_redis(&e))?;
         let local = self.engine.delete_campaign(id);
-        if let Some((gen, _)) = self.sync.lock().campaigns.remove(id) {
-            self.sync.lock().shipped.remove(&gen);
+        {
+            // One guard: in an `if let` the scrutinee's guard lives through
+            // the body, and locking again there deadlocked (parking_lot
+            // locks are not reentrant).
+            let mut sync = self.sync.lock();
+            if let Some((gen, _)) = sync.campaigns.remove(id) {
+                sync.shipped.remove(&gen);
+            }
         }
         match (existed, local) {
             (0, Err(e)) => Err(e),
@@ -744,6 +792,8 @@ impl Replica {
             Route::Owner(owner) => self.forward(owner, decision_id, value, token).await,
             Route::Unowned(id) => match self.engine.reward(id, value) {
                 Err(Error::NotFound(m)) if !forwarded => {
+                    // A replica that joined since the last pull may hold it.
+                    let complete = self.refresh_peers().await;
                     let peers: Vec<String> = self
                         .sync
                         .lock()
@@ -762,6 +812,9 @@ impl Replica {
                     }
                     Err(match unreachable {
                         Some(m) => Error::ReplicaUnavailable(m),
+                        None if !complete => Error::ReplicaUnavailable(format!(
+                            "{m} on the replicas known here, and redis (which lists the others) did not answer; retry later"
+                        )),
                         None => Error::NotFound(m.trim_end_matches(" not found").to_string()),
                     })
                 }
@@ -809,7 +862,12 @@ impl Replica {
         value: f64,
         token: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     ) -> Result<RewardOutcome> {
-        let channel = match self.channel(owner) {
+        let mut channel = self.channel(owner);
+        if channel.is_err() && self.refresh_peers().await {
+            // It may have joined since the last pull.
+            channel = self.channel(owner);
+        }
+        let channel = match channel {
             Err(Error::NotFound(_)) => {
                 return Err(Error::NotFound(format!("decision {decision_id:?}")))
             }

@@ -60,6 +60,15 @@ redis.call('HSET', p .. ':seq', replica, tostring(seq))
 return {1, tostring(seq)}
 "#;
 
+/// The registered replicas (flat id, record). ARGV: prefix.
+///
+/// Read when a reward names a replica this one has not heard of yet, or a
+/// caller-chosen id is not known here: a replica that joined since the
+/// last pull must still be asked.
+pub const PEERS: &str = r#"
+return redis.call('HGETALL', ARGV[1] .. ':replicas')
+"#;
+
 /// Everything a replica pulls, read at one instant.
 ///
 /// ARGV: prefix, replica, its advertised URL, now (ms). Registers the
@@ -79,12 +88,30 @@ end
 return {epoch, campaigns, replicas, stats}
 "#;
 
-/// Marks an empty Redis as initialised. ARGV: prefix, a new epoch.
-/// Returns the epoch in force (the new one unless another replica won).
+/// Seeds an empty Redis, atomically: a new epoch and the calling
+/// replica's campaigns, so that no replica sees the epoch without them (a
+/// campaign deleted right after the seed stays deleted).
+///
+/// ARGV: prefix, a new epoch, then (id, spec JSON) pairs. Returns 1 when
+/// this call seeded, 0 when Redis already had an epoch (nothing changed).
 pub const INIT: &str = r#"
 local p = ARGV[1]
-redis.call('SET', p .. ':epoch', ARGV[2], 'NX')
-return redis.call('GET', p .. ':epoch')
+if redis.call('EXISTS', p .. ':epoch') == 1 then return 0 end
+redis.call('SET', p .. ':epoch', ARGV[2])
+for i = 3, #ARGV - 1, 2 do
+  local id, spec = ARGV[i], ARGV[i + 1]
+  if not redis.call('HGET', p .. ':campaigns', id) then
+    local gen = redis.call('INCR', p .. ':gen')
+    redis.call('HSET', p .. ':campaigns', id, '{"gen":' .. gen .. ',"version":1,"spec":' .. spec .. '}')
+    redis.call('SADD', p .. ':gens', tostring(gen))
+  end
+end
+return 1
+"#;
+
+/// The epoch in force, or "" when Redis is empty. ARGV: prefix.
+pub const EPOCH: &str = r#"
+return redis.call('GET', ARGV[1] .. ':epoch') or ''
 "#;
 
 /// Creates a campaign unless its id is taken.
