@@ -583,7 +583,7 @@ impl Replica {
     /// when Redis did not answer.
     async fn refresh_peers(&self) -> bool {
         match self
-            .invoke::<Vec<String>>(&self.peers, &[self.opts.prefix.clone()])
+            .invoke::<Vec<String>>(&self.peers, std::slice::from_ref(&self.opts.prefix))
             .await
         {
             Ok(flat) => {
@@ -619,7 +619,7 @@ impl Replica {
     /// replica will follow and is not undone by a seed after it.
     async fn ensure_epoch(&self) -> Result<()> {
         let epoch: String = self
-            .invoke(&self.epoch, &[self.opts.prefix.clone()])
+            .invoke(&self.epoch, std::slice::from_ref(&self.opts.prefix))
             .await
             .map_err(|e| unreachable_redis(&e))?;
         if epoch.is_empty() {
@@ -844,8 +844,15 @@ impl Replica {
                 None => return Err(unknown()),
             }
         };
-        let channel = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|_| unknown())?
+        let mut endpoint =
+            tonic::transport::Endpoint::from_shared(url.clone()).map_err(|_| unknown())?;
+        if url.starts_with("https://") {
+            // A peer serving TLS is verified against the system's roots.
+            endpoint = endpoint
+                .tls_config(tonic::transport::ClientTlsConfig::new().with_native_roots())
+                .map_err(|_| unknown())?;
+        }
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(1))
             .timeout(FORWARD_TIMEOUT)
             .connect_lazy();
