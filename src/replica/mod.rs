@@ -38,8 +38,11 @@
 //!   asks the others.
 //! - **Redis losing its data** (a restart without persistence) shows as a
 //!   missing or new epoch: every replica forgets what it believes shipped
-//!   and ships its full totals again, and re-registers its campaigns, so
-//!   the merged totals are rebuilt exactly from the replicas' own rows.
+//!   and ships its full totals again, so the merged totals are rebuilt
+//!   exactly from the replicas' own rows. The first replica to reach the
+//!   empty Redis (its pull, or a campaign change, which seeds first) seeds
+//!   it in one script with its campaigns ([`scripts::INIT`]); the others
+//!   follow those definitions.
 
 pub mod scripts;
 
@@ -870,9 +873,16 @@ impl Replica {
         token: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     ) -> Result<RewardOutcome> {
         let mut channel = self.channel(owner);
-        if channel.is_err() && self.refresh_peers().await {
-            // It may have joined since the last pull.
-            channel = self.channel(owner);
+        if channel.is_err() {
+            // It may have joined since the last pull; if Redis cannot say,
+            // an unknown replica is not proof that the decision is unknown.
+            if self.refresh_peers().await {
+                channel = self.channel(owner);
+            } else if let Err(Error::NotFound(_)) = channel {
+                return Err(Error::ReplicaUnavailable(format!(
+                    "the replica that made this decision ({owner}) is not known here and redis (which lists the replicas) did not answer; retry later"
+                )));
+            }
         }
         let channel = match channel {
             Err(Error::NotFound(_)) => {
