@@ -177,8 +177,14 @@ async fn calls_beyond_the_limit_are_shed_at_once_and_change_nothing() {
 }
 
 // A client's grpc-timeout ends a call that waits longer (here for a held
-// flush) and gives its place back: the next call is admitted; the metrics
-// count the call as DEADLINE_EXCEEDED.
+// flush) and gives its place back: with the flush still held and the limit
+// at one, another call is admitted; the metrics count the call as
+// DEADLINE_EXCEEDED.
+//
+// The store stays held until the daemon has ended the call itself: the
+// client gives up at the same deadline, and a flush released at that moment
+// would let the daemon finish the call (OK, counted as answered) before it
+// noticed either its timer or the client's reset (CI failed on that race).
 #[tokio::test]
 async fn the_clients_grpc_timeout_ends_the_call_and_frees_its_place() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -214,25 +220,48 @@ async fn the_clients_grpc_timeout_ends_the_call_and_frees_its_place() {
         "the deadline was not honoured: {took:?}"
     );
 
-    // Its place is free again: with the store released the next call runs.
+    // The daemon ends the call at the deadline on its own, the flush still
+    // held: the call is counted and its place is free.
+    let choose_count = |code: &'static str| {
+        let addr = metrics_addr.clone();
+        async move {
+            let scraped =
+                tokio::task::spawn_blocking(move || common::scrape::http_get(&addr, "/metrics"))
+                    .await
+                    .expect("scrape");
+            let series = format!(r#"banditd_grpc_requests_total{{rpc="Choose",code="{code}"}}"#);
+            common::scrape::parse_metrics(&scraped.1)
+                .into_iter()
+                .find(|(s, _)| *s == series)
+                .map_or(0.0, |(_, v)| v)
+        }
+    };
+    let waiting = Instant::now();
+    while choose_count("DEADLINE_EXCEEDED").await < 1.0 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(5),
+            "the daemon never ended the timed-out call (OK: {})",
+            choose_count("OK").await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    admin
+        .list_campaigns(pb::ListCampaignsRequest {})
+        .await
+        .expect("the place was given back while the flush is still held");
+
     store.hold(false);
     bandit
         .choose(choose_req("c", ""))
         .await
-        .expect("the place was given back");
-    let scraped =
-        tokio::task::spawn_blocking(move || common::scrape::http_get(&metrics_addr, "/metrics"))
-            .await
-            .expect("scrape");
-    let m = common::scrape::parse_metrics(&scraped.1);
-    let count = |code: &str| {
-        common::scrape::metric(
-            &m,
-            &format!(r#"banditd_grpc_requests_total{{rpc="Choose",code="{code}"}}"#),
-        )
-    };
-    assert_eq!(count("DEADLINE_EXCEEDED"), 1.0, "the timed-out call");
-    assert_eq!(count("OK"), 1.0);
+        .expect("a Choose runs once the flush is released");
+    assert_eq!(
+        choose_count("DEADLINE_EXCEEDED").await,
+        1.0,
+        "the timed-out call"
+    );
+    assert_eq!(choose_count("CANCELLED").await, 0.0);
+    assert_eq!(choose_count("OK").await, 1.0);
     server.stop().await;
 }
 
