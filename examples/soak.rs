@@ -49,7 +49,7 @@
 mod support;
 
 use banditd::api::pb;
-use banditd::sim::svg::{line_chart, Series};
+use banditd::sim::svg::{plain_chart, Series};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use prost::Message;
@@ -505,7 +505,7 @@ fn report(
     let what = format!("{rate:.0} Choose/s for {} min", a.minutes);
     std::fs::write(
         a.out.join("soak-memory.svg"),
-        line_chart(
+        plain_chart(
             &format!("banditd soak, {what}: memory and disk"),
             "minutes",
             "MiB",
@@ -517,7 +517,7 @@ fn report(
     )?;
     std::fs::write(
         a.out.join("soak-latency.svg"),
-        line_chart(
+        plain_chart(
             &format!("banditd soak, {what}: p99 of accepted calls"),
             "minutes",
             "ms",

@@ -152,8 +152,8 @@ pub enum EvalLogFormat {
 pub struct SimulateArgs {
     /// Scenario file (TOML).
     pub scenario: PathBuf,
-    /// Independent runs (different customers each); intervals are across runs.
-    #[arg(long, default_value_t = 10)]
+    /// Independent runs (different customers each); intervals and percentiles are across runs.
+    #[arg(long, default_value_t = 20)]
     pub runs: usize,
     /// Seed: the same seed gives the same results.
     #[arg(long, default_value_t = 1)]
@@ -161,12 +161,15 @@ pub struct SimulateArgs {
     /// Output folder (default ./sim-out/<scenario name>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Comma-separated strategies: ab_test, uniform, thompson, thompson_segment, linucb, epsilon_greedy, oracle (default: all that apply).
+    /// Comma-separated strategies: ab_test, ab_sequential, test_and_roll, ab_segment, uniform, thompson, thompson_segment, linucb, epsilon_greedy, oracle (default: all that apply).
     #[arg(long)]
     pub strategies: Option<String>,
-    /// Minimum detectable effect of the A/B test, as a relative lift over the baseline rate.
+    /// Minimum detectable effect of the A/B tests, as a relative lift over the baseline rate.
     #[arg(long, default_value_t = 0.10)]
     pub mde: f64,
+    /// Looks of the group-sequential A/B tests (overrides the scenario's [ab] looks).
+    #[arg(long)]
+    pub looks: Option<usize>,
     /// Override the scenario's days.
     #[arg(long)]
     pub days: Option<u32>,

@@ -138,3 +138,91 @@ fn malformed_campaign_file_names_the_problem() {
         "{err}"
     );
 }
+
+// `banditd simulate` writes a report a marketer opens from disk: a
+// self-contained report.html (charts inline, nothing fetched, no script),
+// runs.csv with one row per strategy and run, and the summary that
+// separates the cost of testing from the value of personalisation. With
+// its output not a terminal it draws no progress bar. A bad [ab] setting
+// or --looks is exit 64 naming it, and writes nothing.
+#[test]
+fn simulate_writes_a_self_contained_report_and_a_per_run_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir = dir.path().join("out");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/simulations/segmented.toml");
+    let out = banditd(&[
+        "simulate",
+        scenario,
+        "--days",
+        "8",
+        "--runs",
+        "3",
+        "--out",
+        out_dir.to_str().expect("utf8"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        !stderr.contains("simulating"),
+        "no progress bar off a terminal: {stderr}"
+    );
+    for needle in [
+        "What testing costs:",
+        "What personalisation is worth:",
+        "The ceiling:",
+        "O'Brien-Fleming",
+        "Holm",
+        "Test & roll",
+        "median [p10-p90]",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "summary lacks {needle:?}:\n{stdout}"
+        );
+    }
+    let html = std::fs::read_to_string(out_dir.join("report.html")).expect("report.html");
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert_eq!(html.matches("<svg").count(), 4, "four inline charts");
+    assert!(!html.contains("<script"), "no scripts");
+    for attr in ["src=", "href=", "url(", "@import"] {
+        assert!(!html.contains(attr), "fetches nothing ({attr})");
+    }
+    // Outside the SVG namespace declaration, no address at all.
+    assert_eq!(
+        html.matches("http").count(),
+        html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
+    );
+    assert!(html.contains("test phase"), "the A/B timeline is drawn");
+    assert!(html.contains("Per segment") && html.contains("young_mobile"));
+    assert!(html.contains("80,000 customers"), "thousands separators");
+    let runs = std::fs::read_to_string(out_dir.join("runs.csv")).expect("runs.csv");
+    let rows: Vec<&str> = runs.lines().collect();
+    assert!(rows[0].starts_with("strategy,run,seed,customers,conversions"));
+    // 9 strategies (no LinUCB without features) × 3 runs.
+    assert_eq!(rows.len(), 1 + 9 * 3, "{runs}");
+    assert!(rows.iter().any(|r| r.starts_with("ab_sequential,2,")));
+
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(scenario).expect("scenario");
+    std::fs::write(&bad, format!("{text}\n[ab]\ncontrol = \"nope\"\n")).expect("write");
+    let out = banditd(&[
+        "simulate",
+        bad.to_str().expect("utf8"),
+        "--out",
+        out_dir.join("x").to_str().expect("utf8"),
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ab.control"));
+    let out = banditd(&[
+        "simulate",
+        scenario,
+        "--looks",
+        "0",
+        "--out",
+        out_dir.join("y").to_str().expect("utf8"),
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--looks"));
+    assert!(!out_dir.join("x").exists() && !out_dir.join("y").exists());
+}

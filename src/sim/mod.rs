@@ -11,11 +11,14 @@
 //! - [`population`]: the seeded customer stream and the true response model.
 //! - [`strategy`]: A/B test, uniform, Thompson (campaign-wide, per segment),
 //!   LinUCB, ε-greedy, oracle.
-//! - [`abtest`]: power calculation and two-proportion test.
-//! - [`runner`]: the event loop and parallel runs; [`report`] and [`svg`]:
-//!   the outputs.
+//! - [`abtest`]: the A/B designs' statistics (Holm, O'Brien–Fleming,
+//!   test-and-roll); [`abrun`]: their plans and their runs on the engine.
+//! - [`runner`]: the event loop and parallel runs; [`report`], [`html`] and
+//!   [`svg`]: the outputs.
 
+pub mod abrun;
 pub mod abtest;
+pub mod html;
 pub mod live;
 pub mod population;
 pub mod report;
@@ -94,6 +97,12 @@ fn check_and_run(a: &SimulateArgs) -> Result<Result<String, SimCliError>, String
     if !(a.mde.is_finite() && a.mde > 0.0 && a.mde <= 10.0) {
         return Err("--mde: must be in (0, 10]".into());
     }
+    if let Some(l) = a.looks {
+        if !(1..=20).contains(&l) {
+            return Err("--looks: must be in 1..=20".into());
+        }
+        sc.ab.looks = l;
+    }
     if !a.target.is_empty() {
         return Ok(run_live_cli(&sc, a, &a.target));
     }
@@ -128,13 +137,13 @@ fn check_and_run(a: &SimulateArgs) -> Result<Result<String, SimCliError>, String
         Err(e) => return Ok(Err(SimCliError::Failed(format!("simulation failed: {e}")))),
     };
     let elapsed = started.elapsed();
-    if let Err(e) = write_outputs(&out, &sc, &results, a.runs, a.seed) {
+    if let Err(e) = write_outputs(&out, &sc, &results, a.runs, a.seed, a.mde) {
         return Ok(Err(SimCliError::Failed(e)));
     }
     Ok(Ok(format!(
-        "{}\nSimulated {} customers × {} strategies × {} runs in {:.2} s; wrote {}\n",
-        report::summary(&sc, &results, a.runs),
-        sc.total_customers(),
+        "{}\nSimulated {} customers × {} strategies × {} runs in {:.2} s; wrote {} (open report.html)\n",
+        report::summary(&sc, &results, a.runs, a.mde),
+        svg::group(sc.total_customers() as f64, 0),
         opts.strategies.len(),
         a.runs,
         elapsed.as_secs_f64(),
@@ -148,12 +157,19 @@ fn write_outputs(
     r: &SimResults,
     runs: usize,
     seed: u64,
+    mde: f64,
 ) -> Result<(), String> {
     let io = |e: std::io::Error| format!("cannot write to {}: {e}", dir.display());
     std::fs::create_dir_all(dir).map_err(io)?;
-    std::fs::write(dir.join("report.md"), report::markdown(sc, r, runs, seed)).map_err(io)?;
+    std::fs::write(
+        dir.join("report.md"),
+        report::markdown(sc, r, runs, seed, mde),
+    )
+    .map_err(io)?;
+    std::fs::write(dir.join("report.html"), html::page(sc, r, runs, seed, mde)).map_err(io)?;
     std::fs::write(dir.join("metrics.csv"), report::csv(sc, r)).map_err(io)?;
-    for (name, svg) in report::charts(sc, r) {
+    std::fs::write(dir.join("runs.csv"), report::runs_csv(sc, r)).map_err(io)?;
+    for (name, _, svg) in html::charts(sc, r) {
         std::fs::write(dir.join(name), svg).map_err(io)?;
     }
     Ok(())

@@ -1,13 +1,17 @@
-//! Turns simulation results into words, tables, CSV and charts.
+//! Turns simulation results into words, tables and CSV.
 //!
-//! Owns the statistics across runs (means with 95% t-intervals, paired
-//! differences on the same customers), the printed summary, report.md,
-//! metrics.csv and the chart data. It runs nothing and decides nothing.
+//! Owns the statistics across runs (means with 95% t-intervals, medians
+//! with the 10th–90th percentiles, paired differences on the same
+//! customers), the two effects a marketer asks about (what testing costs,
+//! what personalisation is worth), the A/B designs' plans and outcomes, the
+//! printed summary, report.md, metrics.csv and runs.csv. The HTML page and
+//! its charts are in `html`. It runs nothing and decides nothing.
 
+use super::abrun::Plan;
 use super::runner::{RunMetrics, SimResults};
 use super::scenario::Scenario;
 use super::strategy::StrategyKind;
-use super::svg::{line_chart, Series};
+use super::svg::group;
 use std::fmt::Write;
 
 /// A mean with the half-width of its 95% t-interval.
@@ -60,6 +64,39 @@ pub fn interval(xs: &[f64]) -> Interval {
     }
 }
 
+/// The `q` quantile of `xs` (linear between order statistics, Hyndman &
+/// Fan's type 7, as R and numpy compute it by default).
+pub fn quantile(xs: &[f64], q: f64) -> f64 {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let h = (v.len() - 1) as f64 * q.clamp(0.0, 1.0);
+    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+}
+
+/// Across runs: the mean with its interval, and the median with the
+/// 10th–90th percentiles (a bandit's outcomes are skewed: a run that
+/// locks in on the wrong offer for days shows in the tails, not the mean).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub mean: Interval,
+    pub median: f64,
+    pub p10: f64,
+    pub p90: f64,
+}
+
+pub fn spread(xs: &[f64]) -> Spread {
+    Spread {
+        mean: interval(xs),
+        median: quantile(xs, 0.5),
+        p10: quantile(xs, 0.1),
+        p90: quantile(xs, 0.9),
+    }
+}
+
 /// Per-run values of one metric for strategy `s`.
 fn per_run(r: &SimResults, s: usize, f: impl Fn(&RunMetrics) -> f64) -> Vec<f64> {
     r.runs[s].iter().map(f).collect()
@@ -76,181 +113,404 @@ pub fn conversion_intervals(r: &SimResults) -> Vec<Interval> {
         .collect()
 }
 
-fn index_of(r: &SimResults, k: StrategyKind) -> Option<usize> {
+pub fn index_of(r: &SimResults, k: StrategyKind) -> Option<usize> {
     r.strategies.iter().position(|s| *s == k)
 }
 
-/// Paired relative lift of `s` over `base` (same customers in each run).
-fn lift(r: &SimResults, s: usize, base: usize) -> Interval {
-    let xs: Vec<f64> = r.runs[s]
+/// Per run, conversions of `a` minus conversions of `b` (same customers).
+fn paired(r: &SimResults, a: usize, b: usize) -> Vec<f64> {
+    r.runs[a]
         .iter()
-        .zip(&r.runs[base])
-        .map(|(a, b)| conversions(a) / conversions(b).max(1.0) - 1.0)
+        .zip(&r.runs[b])
+        .map(|(x, y)| conversions(x) - conversions(y))
+        .collect()
+}
+
+fn n0(v: f64) -> String {
+    group(v, 0)
+}
+
+/// "1,169 conversions (95% interval 1,050 to 1,290; median 1,160, 10th-90th
+/// percentile 980 to 1,340 across runs)", with `what` after the number.
+fn spread_words(s: &Spread, what: &str) -> String {
+    format!(
+        "{}{what} (95% interval {} to {}; median {}, 10th-90th percentile {} to {} across runs)",
+        n0(s.mean.mean),
+        n0(s.mean.low()),
+        n0(s.mean.high()),
+        n0(s.median),
+        n0(s.p10),
+        n0(s.p90)
+    )
+}
+
+/// The campaign-wide A/B designs, in the order they are compared.
+const CAMPAIGN_WIDE_AB: [StrategyKind; 3] = [
+    StrategyKind::AbTest,
+    StrategyKind::AbSequential,
+    StrategyKind::TestAndRoll,
+];
+
+/// The campaign-wide A/B design with the most conversions (mean over runs).
+pub fn best_ab(r: &SimResults) -> Option<usize> {
+    let conv = conversion_intervals(r);
+    CAMPAIGN_WIDE_AB
+        .iter()
+        .filter_map(|k| index_of(r, *k))
+        .max_by(|a, b| conv[*a].mean.total_cmp(&conv[*b].mean))
+}
+
+/// The two effects, as sentences: what testing costs (the best A/B design
+/// against campaign-wide Thompson, both ending with one offer for everyone)
+/// and what personalisation is worth (campaign-wide against per-segment
+/// against contextual, and the ceiling the true rates allow).
+pub fn effects(r: &SimResults) -> (Vec<String>, Vec<String>) {
+    let mut cost = Vec::new();
+    let ts = index_of(r, StrategyKind::ThompsonCampaign);
+    if let (Some(a), Some(t)) = (best_ab(r), ts) {
+        let d = spread(&paired(r, t, a));
+        let verb = if d.mean.mean >= 0.0 { "cost" } else { "gained" };
+        let d_abs = if d.mean.mean >= 0.0 {
+            d
+        } else {
+            spread(&paired(r, a, t))
+        };
+        cost.push(format!(
+            "Testing first {verb} {}: the best A/B design here, {}, against campaign-wide Thompson sampling on the same customers (both end up showing everyone one offer).",
+            spread_words(&d_abs, " conversions"),
+            r.strategies[a].label()
+        ));
+    }
+    if let (Some(a), Some(t)) = (
+        index_of(r, StrategyKind::AbSegment),
+        index_of(r, StrategyKind::ThompsonSegment),
+    ) {
+        let d = spread(&paired(r, t, a));
+        cost.push(format!(
+            "Per segment, the same comparison: Thompson sampling per segment converted {} than the per-segment A/B test.",
+            spread_words(&d, " more")
+        ));
+    }
+    let mut value = Vec::new();
+    if let Some(t) = ts {
+        for k in [StrategyKind::ThompsonSegment, StrategyKind::LinUcb] {
+            if let Some(p) = index_of(r, k) {
+                let d = spread(&paired(r, p, t));
+                value.push(format!(
+                    "{} converted {} than campaign-wide Thompson sampling.",
+                    r.strategies[p].label(),
+                    spread_words(&d, " more")
+                ));
+            }
+        }
+    }
+    let ceiling: Vec<f64> = r
+        .oracle_expected
+        .iter()
+        .zip(&r.single_best_expected)
+        .map(|(o, s)| o - s)
         .collect();
-    interval(&xs)
+    if let Some(c) = ceiling.first() {
+        if *c > 0.5 {
+            let s = spread(&ceiling);
+            value.push(format!(
+                "The ceiling: showing each customer their own best offer instead of the best single offer is worth {} expected conversions (the oracle against the best single offer, from the true rates; runs {} to {}).",
+                n0(s.mean.mean),
+                n0(quantile(&ceiling, 0.0)),
+                n0(quantile(&ceiling, 1.0))
+            ));
+        } else {
+            value.push(
+                "Every customer's best offer is the same here: personalisation has nothing to gain (the oracle equals the best single offer)."
+                    .into(),
+            );
+        }
+    }
+    (cost, value)
 }
 
-fn pm(i: Interval, digits: usize) -> String {
-    format!("{:.*} ± {:.*}", digits, i.mean, digits, i.half)
+/// How one A/B strategy was planned, in words.
+pub fn plan_words(sc: &Scenario, r: &SimResults, kind: StrategyKind, mde: f64) -> String {
+    let k = sc.offers.len();
+    let control = &sc.offers[sc.ab.control.min(k - 1)].id;
+    let p = &r.plans;
+    let base = format!(
+        "a {:.0}% lift over the {:.2}% baseline, {} offers, α = 0.05 family-wise ({:.4} per comparison with the control {control}), power 0.8",
+        100.0 * mde,
+        100.0 * r.baseline_rate,
+        k,
+        super::abtest::corrected_alpha(0.05, k)
+    );
+    let capped = |plan: &Plan| {
+        if plan.capped {
+            format!(
+                "; the horizon caps a test at {:.0}% of its customers, so it runs with {} per offer{}",
+                100.0 * sc.ab.max_test_share,
+                n0(plan.looks.last().copied().unwrap_or(0) as f64),
+                plan.power
+                    .map_or(String::new(), |w| format!(" (power {:.2})", w))
+            )
+        } else {
+            String::new()
+        }
+    };
+    match kind {
+        StrategyKind::AbTest => format!(
+            "Fixed horizon: sized for {base}: {} per offer{}. Every offer against the control by two-sided z-tests, Holm's step-down; the best offer that beats the control significantly is rolled out, otherwise the control stays.",
+            n0(p.fixed.wanted_per_arm as f64),
+            capped(&p.fixed)
+        ),
+        StrategyKind::AbSequential => {
+            let b = p.sequential.sequential.as_ref().map_or(String::new(), |d| {
+                d.boundaries
+                    .iter()
+                    .map(|z| format!("{z:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            });
+            format!(
+                "Group-sequential: {} equally spaced looks with O'Brien-Fleming boundaries (z ≥ {b}), for {base}: at most {} per offer (the fixed size × {:.3}){}. Stops at the first look where an offer crosses (or every offer is significantly worse than the control).",
+                p.sequential.looks.len(),
+                n0(p.sequential.wanted_per_arm as f64),
+                p.sequential.sequential.as_ref().map_or(1.0, |d| d.inflation),
+                capped(&p.sequential)
+            )
+        }
+        StrategyKind::TestAndRoll => format!(
+            "Test & roll: the test size that maximises expected conversions over {} customers with the offers' rates a priori Normal({:.2}%, sd {:.2}%): {} per offer{}; then the offer with the highest posterior mean is rolled out, significant or not.",
+            n0(sc.total_customers() as f64),
+            100.0 * p.test_and_roll.prior.0,
+            100.0 * p.test_and_roll.prior.1,
+            n0(p.test_and_roll.wanted_per_arm as f64),
+            capped(&p.test_and_roll)
+        ),
+        StrategyKind::AbSegment => {
+            let per: Vec<String> = sc
+                .segments
+                .iter()
+                .zip(&p.per_segment)
+                .map(|(g, plan)| {
+                    format!(
+                        "{} {}{}",
+                        g.name,
+                        n0(plan.looks.last().copied().unwrap_or(0) as f64),
+                        if plan.capped { " (capped)" } else { "" }
+                    )
+                })
+                .collect();
+            format!(
+                "Per segment: a group-sequential test in each segment on its own customers, analysed and rolled out per segment; at most, per offer: {}.",
+                per.join(", ")
+            )
+        }
+        _ => String::new(),
+    }
 }
 
-fn pct(i: Interval) -> String {
-    format!("{:+.1}% ± {:.1}", 100.0 * i.mean, 100.0 * i.half)
+/// What one A/B strategy did over the runs, in words.
+pub fn outcome_words(sc: &Scenario, r: &SimResults, s: usize) -> String {
+    let runs = &r.runs[s];
+    let n = runs.len();
+    let units = runs.first().map_or(0, |m| m.ab.len());
+    let mut o = String::new();
+    for u in 0..units {
+        let decided: Vec<f64> = runs
+            .iter()
+            .filter_map(|m| m.ab.get(u).and_then(|x| x.decided_at))
+            .map(|t| t as f64 / 86_400_000.0)
+            .collect();
+        let significant = runs
+            .iter()
+            .filter(|m| {
+                m.ab.get(u)
+                    .and_then(|x| x.decision)
+                    .is_some_and(|d| d.significant)
+            })
+            .count();
+        let control = sc.ab.control.min(sc.offers.len() - 1);
+        let kept = runs
+            .iter()
+            .filter(|m| {
+                m.ab.get(u)
+                    .and_then(|x| x.decision)
+                    .is_some_and(|d| d.winner == control)
+            })
+            .count();
+        let right = runs
+            .iter()
+            .enumerate()
+            .filter(|(run, m)| {
+                let truth = if units > 1 {
+                    super::strategy::argmax(&m.segment_true[u])
+                } else {
+                    r.true_best[*run]
+                };
+                m.ab.get(u)
+                    .and_then(|x| x.decision)
+                    .is_some_and(|d| d.winner == truth)
+            })
+            .count();
+        if units > 1 {
+            let _ = write!(o, "In {}, it ", sc.segments[u].name);
+        } else {
+            o.push_str("It ");
+        }
+        if decided.is_empty() {
+            let _ = write!(o, "never finished within the horizon. ");
+            continue;
+        }
+        let _ = write!(
+            o,
+            "stopped on day {:.1} (median; 10th-90th percentile {:.1} to {:.1}) in {}/{n} runs; rolled out a significant winner in {significant}, kept the control in {kept}; the offer rolled out was the true best in {right}/{n}. ",
+            quantile(&decided, 0.5),
+            quantile(&decided, 0.1),
+            quantile(&decided, 0.9),
+            decided.len()
+        );
+    }
+    o.trim_end().to_string()
+}
+
+fn sep(o: &mut String) {
+    o.push('\n');
 }
 
 /// The plain-words summary printed by `banditd simulate`.
-pub fn summary(sc: &Scenario, r: &SimResults, runs: usize) -> String {
+pub fn summary(sc: &Scenario, r: &SimResults, runs: usize, mde: f64) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "Scenario {}: {} customers over {} days, {} offers, {} segments, {} runs (95% intervals).",
+        "Scenario {}: {} customers over {} days, {} offers, {} segments, {} runs.",
         sc.name,
-        sc.total_customers(),
+        n0(sc.total_customers() as f64),
         sc.days,
         sc.offers.len(),
         sc.segments.len(),
         runs
     );
-    let ab = index_of(r, StrategyKind::AbTest);
-    let uni = index_of(r, StrategyKind::Uniform);
+    let _ = writeln!(
+        o,
+        "Conversions and regret (expected conversions lost against the oracle) per strategy, across runs:\nthe mean with its 95% interval, and the median with the 10th-90th percentile.\n"
+    );
     let rev = sc.has_revenue();
     let _ = writeln!(
         o,
-        "{:<36} {:>20} {:>9} {:>22} {:>18} {:>18}{}",
+        "{:<40} {:>22} {:>26} {:>16} {:>22}{}",
         "strategy",
-        "conversions",
-        "rate %",
-        "regret (conv. lost)",
-        "lift vs A/B",
-        "lift vs uniform",
-        if rev { "        revenue" } else { "" }
+        "conversions: mean",
+        "median [p10-p90]",
+        "regret: mean",
+        "median [p10-p90]",
+        if rev { "          revenue: mean" } else { "" }
     );
     for (s, k) in r.strategies.iter().enumerate() {
-        let conv = interval(&per_run(r, s, conversions));
-        let rate = interval(&per_run(r, s, |m| {
-            100.0 * conversions(m) / m.total().customers.max(1) as f64
-        }));
-        let regret = interval(&per_run(r, s, |m| m.total().regret));
-        let l_ab = ab
-            .filter(|a| *a != s)
-            .map_or("-".into(), |a| pct(lift(r, s, a)));
-        let l_un = uni
-            .filter(|u| *u != s)
-            .map_or("-".into(), |u| pct(lift(r, s, u)));
+        let conv = spread(&per_run(r, s, conversions));
+        let regret = spread(&per_run(r, s, |m| m.total().regret));
         let _ = write!(
             o,
-            "{:<36} {:>20} {:>9.3} {:>22} {:>18} {:>18}",
+            "{:<40} {:>22} {:>26} {:>16} {:>22}",
             k.label(),
-            pm(conv, 0),
-            rate.mean,
-            pm(regret, 1),
-            l_ab,
-            l_un
+            format!("{} ± {}", n0(conv.mean.mean), n0(conv.mean.half)),
+            format!("{} [{}-{}]", n0(conv.median), n0(conv.p10), n0(conv.p90)),
+            format!("{} ± {}", n0(regret.mean.mean), n0(regret.mean.half)),
+            format!(
+                "{} [{}-{}]",
+                n0(regret.median),
+                n0(regret.p10),
+                n0(regret.p90)
+            ),
         );
         if rev {
-            let _ = write!(
-                o,
-                " {:>14}",
-                pm(interval(&per_run(r, s, |m| m.total().revenue)), 0)
-            );
+            let v = interval(&per_run(r, s, |m| m.total().revenue));
+            let _ = write!(o, " {:>22}", format!("{} ± {}", n0(v.mean), n0(v.half)));
         }
         o.push('\n');
     }
-    let bandits = [
-        StrategyKind::ThompsonSegment,
-        StrategyKind::ThompsonCampaign,
-        StrategyKind::LinUcb,
-    ];
-    let best = bandits
-        .iter()
-        .filter_map(|k| index_of(r, *k))
-        .max_by(|a, b| {
-            conversion_intervals(r)[*a]
-                .mean
-                .total_cmp(&conversion_intervals(r)[*b].mean)
-        });
-    if let (Some(a), Some(b)) = (ab, best) {
-        let diff: Vec<f64> = r.runs[b]
-            .iter()
-            .zip(&r.runs[a])
-            .map(|(x, y)| conversions(x) - conversions(y))
-            .collect();
-        let d = interval(&diff);
-        let verb = if d.mean >= 0.0 { "lost" } else { "won" };
-        let _ = writeln!(
-            o,
-            "The A/B test {verb} {:.0} conversions (±{:.0}) compared with {}.",
-            d.mean.abs(),
-            d.half,
-            r.strategies[b].label()
-        );
+    let (cost, value) = effects(r);
+    if !cost.is_empty() {
+        sep(&mut o);
+        o.push_str("What testing costs:\n");
+        for c in &cost {
+            let _ = writeln!(o, "  {c}");
+        }
     }
-    if let Some(a) = ab {
-        o.push_str(&ab_sentence(sc, r, a));
+    if !value.is_empty() {
+        sep(&mut o);
+        o.push_str("What personalisation is worth:\n");
+        for v in &value {
+            let _ = writeln!(o, "  {v}");
+        }
     }
-    o
-}
-
-fn ab_sentence(sc: &Scenario, r: &SimResults, a: usize) -> String {
-    let k = sc.offers.len() as u64;
-    let n = r.runs[a].len();
-    let decided: Vec<_> = r.runs[a]
-        .iter()
-        .filter_map(|m| m.ab.as_ref().and_then(|s| s.decided_at.zip(s.decision)))
+    let ab: Vec<usize> = (0..r.strategies.len())
+        .filter(|s| r.strategies[*s].design().is_some())
         .collect();
-    let right = r.runs[a]
-        .iter()
-        .zip(&r.true_best)
-        .filter(|(m, tb)| {
-            m.ab.as_ref()
-                .and_then(|s| s.decision)
-                .is_some_and(|d| d.winner == **tb)
-        })
-        .count();
-    let sig = decided.iter().filter(|(_, d)| d.significant).count();
-    let mut o = format!(
-        "A/B test plan: {} customers per offer ({} in all; baseline {:.3}%, {} offers, α = 0.05{}, power 0.8).\n",
-        r.ab_per_arm, r.ab_per_arm.saturating_mul(k), 100.0 * r.baseline_rate, k,
-        if k > 2 { " Bonferroni-corrected" } else { "" }
-    );
-    if decided.is_empty() {
-        let _ = writeln!(o, "The test never finished within the horizon ({} customers): it split traffic evenly to the end.", sc.total_customers());
-    } else {
-        let days = interval(
-            &decided
-                .iter()
-                .map(|(t, _)| *t as f64 / 86_400_000.0)
-                .collect::<Vec<_>>(),
-        );
-        let _ = writeln!(o, "It stopped (attribution window closed) on day {:.1} on average in {}/{} runs, picked the true best offer in {right}/{n} runs, significant in {sig}/{}.", days.mean, decided.len(), n, decided.len());
+    if !ab.is_empty() {
+        sep(&mut o);
+        o.push_str("The A/B designs:\n");
+        for s in ab {
+            let k = r.strategies[s];
+            let _ = writeln!(o, "  {}: {}", k.label(), plan_words(sc, r, k, mde));
+            let _ = writeln!(o, "    {}", outcome_words(sc, r, s));
+        }
     }
     o
 }
 
 /// report.md.
-pub fn markdown(sc: &Scenario, r: &SimResults, runs: usize, seed: u64) -> String {
-    let mut o = format!("# Simulation: {}\n\n{}\n\nSeed {seed}, {runs} runs. Reproduce with `banditd simulate <scenario> --runs {runs} --seed {seed}`.\n\n## Summary\n\n```\n{}```\n\n", sc.name, sc.description.trim(), summary(sc, r, runs));
-    o.push_str("Regret is expected conversions lost against the oracle (Σ p_oracle − p_chosen). Intervals are 95% t-intervals across runs; lifts are paired (every strategy sees the same customers and the same coin flips).\n\n");
-    o.push_str("## Per segment (mean over runs)\n\n| strategy | segment | customers | conversions | rate % | regret |\n|---|---|---:|---:|---:|---:|\n");
-    for (s, k) in r.strategies.iter().enumerate() {
-        for (i, seg) in sc.segments.iter().enumerate() {
+pub fn markdown(sc: &Scenario, r: &SimResults, runs: usize, seed: u64, mde: f64) -> String {
+    let mut o = format!(
+        "# Simulation: {}\n\n{}\n\nSeed {seed}, {runs} runs. Reproduce with `banditd simulate <scenario> --runs {runs} --seed {seed}`. The same page with charts: report.html.\n\n## Summary\n\n```\n{}```\n\n",
+        sc.name,
+        sc.description.trim(),
+        summary(sc, r, runs, mde)
+    );
+    o.push_str("Regret is expected conversions lost against the oracle (Σ p_oracle − p_chosen). Intervals are 95% t-intervals across runs; differences are paired (every strategy sees the same customers and the same coin flips).\n\n");
+    o.push_str("## Per segment (mean over runs)\n\n| segment | strategy | customers | conversions | rate % | regret |\n|---|---|---:|---:|---:|---:|\n");
+    for row in segment_rows(sc, r) {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {:.3} | {} |",
+            row.segment,
+            row.strategy,
+            n0(row.customers),
+            group(row.conversions, 1),
+            row.rate_pct,
+            group(row.regret, 1)
+        );
+    }
+    o.push_str("\n## Files\n\n- `report.html`: this report with its charts (opens from disk, no network)\n- `runs.csv`: one row per strategy and run\n- `metrics.csv`: one row per time bucket, strategy and run\n");
+    o
+}
+
+/// One row of the per-segment view.
+pub struct SegmentRow {
+    pub segment: String,
+    pub strategy: String,
+    pub customers: f64,
+    pub conversions: f64,
+    pub rate_pct: f64,
+    pub regret: f64,
+}
+
+/// The per-segment view: for each segment and strategy, means over runs.
+pub fn segment_rows(sc: &Scenario, r: &SimResults) -> Vec<SegmentRow> {
+    let mut rows = Vec::new();
+    for (i, seg) in sc.segments.iter().enumerate() {
+        for (s, k) in r.strategies.iter().enumerate() {
             let f = |g: &dyn Fn(&RunMetrics) -> f64| interval(&per_run(r, s, g)).mean;
-            let cust = f(&|m| m.segments[i].customers as f64);
+            let customers = f(&|m| m.segments[i].customers as f64);
             let conv = f(&|m| m.segments[i].conversions as f64);
-            let _ = writeln!(
-                o,
-                "| {} | {} | {:.0} | {:.1} | {:.3} | {:.1} |",
-                k.key(),
-                seg.name,
-                cust,
-                conv,
-                100.0 * conv / cust.max(1.0),
-                f(&|m| m.segments[i].regret)
-            );
+            rows.push(SegmentRow {
+                segment: seg.name.clone(),
+                strategy: k.label().to_string(),
+                customers,
+                conversions: conv,
+                rate_pct: 100.0 * conv / customers.max(1.0),
+                regret: f(&|m| m.segments[i].regret),
+            });
         }
     }
-    o.push_str("\n## Charts\n\n![cumulative regret](regret.svg)\n\n![conversion rate](conversion_rate.svg)\n\n![traffic share](traffic_share.svg)\n");
-    o
+    rows
 }
 
 /// metrics.csv: one row per bucket, strategy and run.
@@ -285,132 +545,85 @@ pub fn csv(sc: &Scenario, r: &SimResults) -> String {
     o
 }
 
-/// The three charts, as (file name, SVG).
-pub fn charts(sc: &Scenario, r: &SimResults) -> Vec<(&'static str, String)> {
-    let x = |i: usize| ((i as u64 + 1) * r.bucket_size).min(sc.total_customers()) as f64;
-    let mut regret = Vec::new();
-    let mut rate = Vec::new();
-    for (s, k) in r.strategies.iter().enumerate() {
-        let cum: Vec<Vec<f64>> = r.runs[s]
-            .iter()
-            .map(|m| {
-                m.buckets
-                    .iter()
-                    .scan(0.0, |acc, b| {
-                        *acc += b.regret;
-                        Some(*acc)
-                    })
-                    .collect()
-            })
-            .collect();
-        let nb = cum.first().map_or(0, Vec::len);
-        let col = |i: usize| cum.iter().map(|c| c[i]).collect::<Vec<f64>>();
-        regret.push(Series {
-            name: k.key().into(),
-            points: (0..nb).map(|i| (x(i), interval(&col(i)).mean)).collect(),
-            band: Some(
-                (0..nb)
-                    .map(|i| {
-                        let c = col(i);
-                        (
-                            c.iter().copied().fold(f64::MAX, f64::min),
-                            c.iter().copied().fold(f64::MIN, f64::max),
-                        )
-                    })
-                    .collect(),
-            ),
-        });
-        rate.push(Series {
-            name: k.key().into(),
-            points: (0..nb)
-                .map(|i| {
-                    (
-                        x(i),
-                        100.0
-                            * interval(
-                                &r.runs[s]
-                                    .iter()
-                                    .map(|m| {
-                                        m.buckets[i].conversions as f64
-                                            / m.buckets[i].customers.max(1) as f64
-                                    })
-                                    .collect::<Vec<_>>(),
-                            )
-                            .mean,
-                    )
-                })
-                .collect(),
-            band: None,
-        });
-    }
-    let bandits = [
-        StrategyKind::ThompsonSegment,
-        StrategyKind::ThompsonCampaign,
-        StrategyKind::LinUcb,
-        StrategyKind::EpsilonGreedy,
-    ];
-    let conv = conversion_intervals(r);
-    let best = bandits
-        .iter()
-        .filter_map(|k| index_of(r, *k))
-        .max_by(|a, b| conv[*a].mean.total_cmp(&conv[*b].mean))
-        .unwrap_or(0);
-    let mut share: Vec<Series> = sc
-        .offers
-        .iter()
-        .enumerate()
-        .map(|(o, of)| Series {
-            name: of.id.clone(),
-            points: r.runs[best].first().map_or(Vec::new(), |m| {
-                (0..m.buckets.len())
-                    .map(|i| {
-                        (
-                            x(i),
-                            100.0
-                                * interval(
-                                    &r.runs[best]
-                                        .iter()
-                                        .map(|m| {
-                                            m.buckets[i].offer_counts[o] as f64
-                                                / m.buckets[i].customers.max(1) as f64
-                                        })
-                                        .collect::<Vec<_>>(),
-                                )
-                                .mean,
-                        )
-                    })
-                    .collect()
-            }),
-            band: None,
-        })
-        .collect();
-    share.truncate(10);
-    let title = format!(
-        "Traffic share per offer: {} (first 10 offers)",
-        r.strategies.get(best).map_or("", |k| k.key())
+/// runs.csv: one row per strategy and run, with the A/B test's outcome
+/// (`;`-separated per segment for the per-segment test).
+pub fn runs_csv(sc: &Scenario, r: &SimResults) -> String {
+    let mut o = String::from(
+        "strategy,run,seed,customers,conversions,expected_conversions,regret,revenue,oracle_expected,best_single_offer_expected,ab_stopped_day,ab_winner,ab_significant\n",
     );
-    vec![
-        (
-            "regret.svg",
-            line_chart(
-                "Cumulative regret vs oracle (mean, min–max band)",
-                "customers",
-                "expected conversions lost",
-                &regret,
-            ),
-        ),
-        (
-            "conversion_rate.svg",
-            line_chart(
-                "Conversion rate per time bucket (mean over runs)",
-                "customers",
-                "conversion rate %",
-                &rate,
-            ),
-        ),
-        (
-            "traffic_share.svg",
-            line_chart(&title, "customers", "share of traffic %", &share),
-        ),
-    ]
+    for (s, k) in r.strategies.iter().enumerate() {
+        for (run, m) in r.runs[s].iter().enumerate() {
+            let t = m.total();
+            let days: Vec<String> =
+                m.ab.iter()
+                    .map(|u| {
+                        u.decided_at
+                            .map_or(String::new(), |d| format!("{:.3}", d as f64 / 86_400_000.0))
+                    })
+                    .collect();
+            let winners: Vec<String> =
+                m.ab.iter()
+                    .map(|u| {
+                        u.decision
+                            .map_or(String::new(), |d| sc.offers[d.winner].id.clone())
+                    })
+                    .collect();
+            let sig: Vec<String> =
+                m.ab.iter()
+                    .map(|u| {
+                        u.decision
+                            .map_or(String::new(), |d| d.significant.to_string())
+                    })
+                    .collect();
+            let _ = writeln!(
+                o,
+                "{},{},{},{},{},{:.3},{:.3},{:.2},{:.3},{:.3},{},{},{}",
+                k.key(),
+                run + 1,
+                r.seeds.get(run).copied().unwrap_or(0),
+                t.customers,
+                t.conversions,
+                t.expected,
+                t.regret,
+                t.revenue,
+                r.oracle_expected.get(run).copied().unwrap_or(0.0),
+                r.single_best_expected.get(run).copied().unwrap_or(0.0),
+                days.join(";"),
+                winners.join(";"),
+                sig.join(";")
+            );
+        }
+    }
+    o
+}
+
+/// The median day each unit's test stopped and its test phase ended,
+/// across runs (for the timeline on the regret chart).
+pub fn ab_timeline(r: &SimResults, s: usize) -> Option<(f64, f64)> {
+    let days = |f: &dyn Fn(&super::abrun::AbUnit) -> Option<u64>| {
+        let v: Vec<f64> = r.runs[s]
+            .iter()
+            .filter_map(|m| m.ab.first().and_then(f))
+            .map(|t| t as f64 / 86_400_000.0)
+            .collect();
+        (!v.is_empty()).then(|| quantile(&v, 0.5))
+    };
+    let stop = days(&|u| u.decided_at)?;
+    let end = days(&|u| u.test_ended_at).unwrap_or(stop);
+    Some((end.min(stop), stop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_like_r_type_7() {
+        let xs = [1.0, 2.0, 3.0, 4.0, 10.0];
+        assert_eq!(quantile(&xs, 0.5), 3.0);
+        assert!((quantile(&xs, 0.1) - 1.4).abs() < 1e-12);
+        assert!((quantile(&xs, 0.9) - 7.6).abs() < 1e-12);
+        assert_eq!(quantile(&[5.0], 0.9), 5.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
 }

@@ -6,12 +6,13 @@
 //! (`std::thread::scope`, one engine per run and strategy). It does not
 //! format anything (see `report`) and does not decide (see `strategy`).
 
+use super::abrun::AbUnit;
 use super::population::Population;
 use super::scenario::Scenario;
-use super::strategy::{argmax, AbState, Decider, Setup, StrategyKind};
+use super::strategy::{argmax, AbPlans, Decider, Setup, StrategyKind};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -56,12 +57,17 @@ pub struct SegmentOutcome {
 pub struct RunMetrics {
     pub buckets: Vec<Bucket>,
     pub segments: Vec<SegmentOutcome>,
-    pub ab: Option<AbState>,
+    /// The A/B tests (one per unit; empty for a bandit).
+    pub ab: Vec<AbUnit>,
     /// Per offer, Σ over the run's customers of P(a conversion the engine
     /// learns of | this offer): the true probability when the customer's
     /// conversion delay falls inside the attribution window, else 0 (the
     /// reward a decision log records).
     pub reportable: Vec<f64>,
+    /// Σ over the run's customers of their best offer's probability.
+    pub oracle_expected: f64,
+    /// Per segment and offer: Σ p over the segment's customers.
+    pub segment_true: Vec<Vec<f64>>,
 }
 
 impl RunMetrics {
@@ -86,9 +92,19 @@ pub struct SimResults {
     /// Customers per bucket (the last may hold fewer).
     pub bucket_size: u64,
     pub baseline_rate: f64,
-    pub ab_per_arm: u64,
+    /// The A/B designs' plans.
+    pub plans: AbPlans,
     /// The offer with the best mean true rate over the whole horizon, per run.
     pub true_best: Vec<usize>,
+    /// Per run: expected conversions of showing everyone the best single
+    /// offer (the best any campaign-wide strategy can do), and of showing
+    /// each customer their own best offer (the oracle).
+    pub single_best_expected: Vec<f64>,
+    pub oracle_expected: Vec<f64>,
+    /// Per segment and run: the same two yardsticks.
+    pub segment_single_best: Vec<Vec<f64>>,
+    /// The seed of each run.
+    pub seeds: Vec<u64>,
 }
 
 /// Buckets over the horizon in metrics and charts.
@@ -132,8 +148,10 @@ pub fn run_one(
             total.div_ceil(bucket_size) as usize
         ],
         segments: vec![SegmentOutcome::default(); s.segments.len()],
-        ab: None,
+        ab: Vec::new(),
         reportable: vec![0.0; k],
+        oracle_expected: 0.0,
+        segment_true: vec![vec![0.0; k]; s.segments.len()],
     };
     let strategy_seed = run_seed(seed, 1000 + kind as usize);
     let mut decider = Decider::new(kind, setup, strategy_seed, log.is_some())?;
@@ -165,6 +183,10 @@ pub fn run_one(
         let pick = decider.choose(setup, &c, &probs)?;
         let p = probs[pick.offer];
         let best = probs[argmax(&probs)];
+        m.oracle_expected += best;
+        for (t, q) in m.segment_true[c.segment].iter_mut().zip(&probs) {
+            *t += q;
+        }
         let converted = c.u < p;
         let b = &mut m.buckets[(c.index / bucket_size) as usize];
         b.customers += 1;
@@ -189,7 +211,7 @@ pub fn run_one(
     }
     // Let the last attribution window close (the A/B test may conclude).
     decider.advance(last_t + window_ms + 60_000)?;
-    m.ab = decider.ab_state().cloned();
+    m.ab = decider.ab_units();
     if let Some(path) = log {
         decider.write_log(path)?;
     }
@@ -234,55 +256,85 @@ pub fn simulate(scenario: &Scenario, opts: &SimOptions) -> Result<SimResults, cr
     .min(jobs.len().max(1));
     let tty = std::io::stderr().is_terminal();
     std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&(run, si)) = jobs.get(i) else { break };
-                let kind = opts.strategies[si];
-                let log = opts
-                    .decision_log
-                    .as_ref()
-                    .map(|dir| dir.join(format!("{}-run{:02}.dsjson", kind.key(), run + 1)));
-                let out = run_one(&setup, kind, run_seed(opts.seed, run), log.as_deref());
-                if let Ok(mut r) = results.lock() {
-                    r[i] = Some(out);
-                }
-                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if tty {
-                    let mut e = std::io::stderr().lock();
-                    let _ = write!(e, "\rsimulating: {d}/{} runs × strategies done", jobs.len());
-                    let _ = e.flush();
-                }
-            });
-        }
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(run, si)) = jobs.get(i) else { break };
+                    let kind = opts.strategies[si];
+                    let log = opts
+                        .decision_log
+                        .as_ref()
+                        .map(|dir| dir.join(format!("{}-run{:02}.dsjson", kind.key(), run + 1)));
+                    let out = run_one(&setup, kind, run_seed(opts.seed, run), log.as_deref());
+                    if let Ok(mut r) = results.lock() {
+                        r[i] = Some(out);
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                })
+            })
+            .collect();
+        progress(tty, jobs.len(), &done, || {
+            workers.iter().all(|w| w.is_finished())
+        });
     });
-    if tty {
-        eprintln!();
-    }
     let results = results
         .into_inner()
         .map_err(|_| crate::Error::InvalidArgument("a simulation thread panicked".into()))?;
     let mut runs = vec![Vec::with_capacity(opts.runs); opts.strategies.len()];
     let mut true_best = vec![0; opts.runs];
+    let mut single_best_expected = vec![0.0; opts.runs];
+    let mut oracle_expected = vec![0.0; opts.runs];
+    let mut segment_single_best = vec![vec![0.0; opts.runs]; scenario.segments.len()];
     for (&(run, si), r) in jobs.iter().zip(results) {
         let (m, true_sum) =
             r.ok_or_else(|| crate::Error::InvalidArgument("a simulation thread panicked".into()))??;
         true_best[run] = argmax(&true_sum);
+        single_best_expected[run] = true_sum[true_best[run]];
+        oracle_expected[run] = m.oracle_expected;
+        for (g, row) in m.segment_true.iter().enumerate() {
+            segment_single_best[g][run] = row.iter().copied().fold(0.0, f64::max);
+        }
         runs[si].push(m);
     }
     let total = scenario.total_customers();
-    let k = scenario.offers.len();
     Ok(SimResults {
         strategies: opts.strategies.clone(),
         runs,
         bucket_size: total.div_ceil(BUCKETS).max(1),
         baseline_rate,
-        ab_per_arm: super::abtest::sample_size_per_arm(
-            baseline_rate,
-            opts.mde,
-            super::abtest::corrected_alpha(0.05, k),
-            0.8,
-        ),
+        plans: setup.plans.clone(),
         true_best,
+        single_best_expected,
+        oracle_expected,
+        segment_single_best,
+        seeds: (0..opts.runs).map(|r| run_seed(opts.seed, r)).collect(),
     })
+}
+
+/// A progress bar on the terminal once the simulation has taken a second
+/// (none when stderr is not a terminal); returns when `finished` says so.
+fn progress(tty: bool, jobs: usize, done: &AtomicUsize, finished: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    while !finished() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if !tty || started.elapsed() < std::time::Duration::from_secs(1) {
+            continue;
+        }
+        let b = bar.get_or_insert_with(|| {
+            let b = indicatif::ProgressBar::new(jobs as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "simulating {bar:40} {pos}/{len} runs × strategies, {elapsed} (about {eta} left)",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        });
+        b.set_position(done.load(Ordering::Relaxed) as u64);
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
 }

@@ -38,6 +38,13 @@
 //! mean_minutes = 90
 //! attribution_window_minutes = 1440  # the campaigns' reward timeout; later conversions are not reported
 //!
+//! [ab]                               # the A/B designs (all optional)
+//! control = "ten_percent"            # kept unless another offer beats it significantly (default: the first offer)
+//! looks = 5                          # looks of the group-sequential designs (1..=20)
+//! max_test_share = 0.5               # a test takes at most this share of its customers
+//! prior_mean = 0.03                  # test-and-roll's Normal prior on the rates (default: the baseline)
+//! prior_sd = 0.0075                  #   and its sd (default: a quarter of the mean)
+//!
 //! [[drift]]                          # from day `day` (days count from 0) the rate is multiplied
 //! day = 7
 //! offer = "ten_percent"
@@ -66,6 +73,8 @@ pub struct Scenario {
     pub drift: Vec<Drift>,
     /// `[campaign]`: settings of every bandit strategy's campaign.
     pub campaign: CampaignSettings,
+    /// `[ab]`: settings of the A/B designs.
+    pub ab: super::abrun::AbSettings,
 }
 
 /// Campaign settings a scenario applies to every bandit strategy (unset:

@@ -29,6 +29,18 @@ pub(super) struct Raw {
     #[serde(default)]
     pub(super) drift: Vec<Spanned<RawDrift>>,
     pub(super) campaign: Option<RawCampaign>,
+    pub(super) ab: Option<RawAb>,
+}
+
+/// `[ab]`: the A/B designs' settings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAb {
+    pub(super) control: Option<Spanned<String>>,
+    pub(super) looks: Option<Spanned<i64>>,
+    pub(super) max_test_share: Option<Spanned<f64>>,
+    pub(super) prior_mean: Option<Spanned<f64>>,
+    pub(super) prior_sd: Option<Spanned<f64>>,
 }
 
 /// `[campaign]`: settings applied to every bandit strategy's campaign.
@@ -319,6 +331,7 @@ pub(super) fn parse(src: &str) -> Result<Scenario, ScenarioError> {
     let (delay, drift) =
         super::scenario_model::delay_and_drift(&cx, &raw, &offers, &segments, days)?;
     let campaign = campaign_settings(&cx, raw.campaign.as_ref())?;
+    let ab = ab_settings(&cx, raw.ab.as_ref(), &offers)?;
     Ok(Scenario {
         name,
         description: raw.description,
@@ -331,7 +344,60 @@ pub(super) fn parse(src: &str) -> Result<Scenario, ScenarioError> {
         delay,
         drift,
         campaign,
+        ab,
     })
+}
+
+fn ab_settings(
+    cx: &Ctx<'_>,
+    raw: Option<&RawAb>,
+    offers: &[Offer],
+) -> Result<super::abrun::AbSettings, ScenarioError> {
+    let mut out = super::abrun::AbSettings::default();
+    let Some(raw) = raw else {
+        return Ok(out);
+    };
+    if let Some(c) = &raw.control {
+        match offers.iter().position(|o| o.id == *c.get_ref()) {
+            Some(i) => out.control = i,
+            None => {
+                return cx.err(
+                    c.span(),
+                    "ab.control",
+                    format!("unknown offer {:?}", c.get_ref()),
+                )
+            }
+        }
+    }
+    if let Some(l) = &raw.looks {
+        let v = *l.get_ref();
+        if !(1..=20).contains(&v) {
+            return cx.err(l.span(), "ab.looks", "must be in 1..=20");
+        }
+        out.looks = v as usize;
+    }
+    if let Some(m) = &raw.max_test_share {
+        let v = *m.get_ref();
+        if !(v.is_finite() && v > 0.0 && v <= 1.0) {
+            return cx.err(m.span(), "ab.max_test_share", "must be in (0, 1]");
+        }
+        out.max_test_share = v;
+    }
+    if let Some(m) = &raw.prior_mean {
+        let v = *m.get_ref();
+        if !(v.is_finite() && v > 0.0 && v < 1.0) {
+            return cx.err(m.span(), "ab.prior_mean", "must be in (0, 1)");
+        }
+        out.prior_mean = Some(v);
+    }
+    if let Some(m) = &raw.prior_sd {
+        let v = *m.get_ref();
+        if !(v.is_finite() && v > 0.0 && v < 1.0) {
+            return cx.err(m.span(), "ab.prior_sd", "must be in (0, 1)");
+        }
+        out.prior_sd = Some(v);
+    }
+    Ok(out)
 }
 
 fn campaign_settings(

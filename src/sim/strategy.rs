@@ -3,11 +3,12 @@
 //! Owns the strategy list and the deciders. Every strategy but the oracle
 //! runs through a real in-memory [`Engine`] with a manual clock,
 //! the code the daemon serves with: uniform, ε-greedy, Thompson sampling
-//! campaign-wide and per segment, LinUCB, and the A/B test (a uniform
-//! campaign whose losers are retired once the test concludes). It decides
-//! and learns; it does not draw customers or keep metrics (see `population`
-//! and `runner`).
+//! campaign-wide and per segment, LinUCB, and the A/B designs (uniform
+//! campaigns whose losers are retired once the test concludes, see
+//! `abrun`). It decides and learns; it does not draw customers or keep
+//! metrics (see `population` and `runner`).
 
+use super::abrun::{self, AbUnit, Design, Plan};
 use super::abtest;
 use super::population::Customer;
 use super::scenario::Scenario;
@@ -26,11 +27,19 @@ pub enum StrategyKind {
     LinUcb,
     EpsilonGreedy,
     Oracle,
+    // After the others, so that their seeds (derived from the discriminant)
+    // stay what they were.
+    AbSequential,
+    TestAndRoll,
+    AbSegment,
 }
 
 impl StrategyKind {
-    pub const ALL: [StrategyKind; 7] = [
+    pub const ALL: [StrategyKind; 10] = [
         StrategyKind::AbTest,
+        StrategyKind::AbSequential,
+        StrategyKind::TestAndRoll,
+        StrategyKind::AbSegment,
         StrategyKind::Uniform,
         StrategyKind::ThompsonCampaign,
         StrategyKind::ThompsonSegment,
@@ -43,6 +52,9 @@ impl StrategyKind {
     pub fn key(self) -> &'static str {
         match self {
             StrategyKind::AbTest => "ab_test",
+            StrategyKind::AbSequential => "ab_sequential",
+            StrategyKind::TestAndRoll => "test_and_roll",
+            StrategyKind::AbSegment => "ab_segment",
             StrategyKind::Uniform => "uniform",
             StrategyKind::ThompsonCampaign => "thompson",
             StrategyKind::ThompsonSegment => "thompson_segment",
@@ -55,7 +67,10 @@ impl StrategyKind {
     /// Plain-words name for reports.
     pub fn label(self) -> &'static str {
         match self {
-            StrategyKind::AbTest => "A/B test then roll out",
+            StrategyKind::AbTest => "A/B test, fixed horizon (Holm)",
+            StrategyKind::AbSequential => "A/B test, sequential (O'Brien-Fleming)",
+            StrategyKind::TestAndRoll => "test & roll (Feit-Berman)",
+            StrategyKind::AbSegment => "A/B test per segment (sequential)",
             StrategyKind::Uniform => "uniform split forever",
             StrategyKind::ThompsonCampaign => "Thompson sampling (campaign-wide)",
             StrategyKind::ThompsonSegment => "Thompson sampling per segment",
@@ -69,12 +84,24 @@ impl StrategyKind {
         Self::ALL.into_iter().find(|k| k.key() == s)
     }
 
-    /// The default set for a scenario: everything, LinUCB only with features.
+    /// The default set for a scenario: everything, LinUCB only with
+    /// features, the per-segment A/B test only with several segments.
     pub fn defaults_for(scenario: &Scenario) -> Vec<Self> {
         Self::ALL
             .into_iter()
             .filter(|k| *k != StrategyKind::LinUcb || !scenario.features.is_empty())
+            .filter(|k| *k != StrategyKind::AbSegment || scenario.segments.len() > 1)
             .collect()
+    }
+
+    /// The A/B design this strategy runs, if it is one.
+    pub fn design(self) -> Option<Design> {
+        match self {
+            StrategyKind::AbTest => Some(Design::Fixed),
+            StrategyKind::AbSequential | StrategyKind::AbSegment => Some(Design::Sequential),
+            StrategyKind::TestAndRoll => Some(Design::TestAndRoll),
+            _ => None,
+        }
     }
 }
 
@@ -94,6 +121,53 @@ pub struct Setup<'a> {
     pub baseline_rate: f64,
     /// Minimum detectable relative lift for the A/B test.
     pub mde: f64,
+    /// The A/B designs' plans.
+    pub plans: AbPlans,
+}
+
+/// Every A/B design planned for a scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbPlans {
+    pub fixed: Plan,
+    pub sequential: Plan,
+    pub test_and_roll: Plan,
+    /// The per-segment test: one sequential plan per segment.
+    pub per_segment: Vec<Plan>,
+}
+
+impl AbPlans {
+    pub fn new(scenario: &Scenario, baseline: f64, mde: f64) -> AbPlans {
+        let k = scenario.offers.len();
+        let total = scenario.total_customers();
+        let s = &scenario.ab;
+        let design = abtest::obrien_fleming(
+            s.looks,
+            abtest::corrected_alpha(abrun::ALPHA, k),
+            abrun::POWER,
+        );
+        let plan = |d, customers| Plan::new(d, k, customers, baseline, mde, s, &design);
+        AbPlans {
+            fixed: plan(Design::Fixed, total),
+            sequential: plan(Design::Sequential, total),
+            test_and_roll: plan(Design::TestAndRoll, total),
+            per_segment: scenario
+                .segments
+                .iter()
+                .map(|g| plan(Design::Sequential, (g.share * total as f64) as u64))
+                .collect(),
+        }
+    }
+
+    /// The plans a strategy runs: one per unit (none for a bandit).
+    pub fn of(&self, kind: StrategyKind) -> Vec<Plan> {
+        match kind {
+            StrategyKind::AbTest => vec![self.fixed.clone()],
+            StrategyKind::AbSequential => vec![self.sequential.clone()],
+            StrategyKind::TestAndRoll => vec![self.test_and_roll.clone()],
+            StrategyKind::AbSegment => self.per_segment.clone(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl<'a> Setup<'a> {
@@ -107,35 +181,22 @@ impl<'a> Setup<'a> {
             feature_stats,
             baseline_rate,
             mde,
+            plans: AbPlans::new(scenario, baseline_rate, mde),
         }
     }
 }
 
 type SimResult<T> = Result<T, crate::Error>;
 
-/// The A/B test as a marketer runs it on banditd: a uniform campaign whose
-/// first `per_arm × offers` decisions are tagged with segment
-/// [`AB_SEGMENT`]; once the last of them is resolved (rewarded or timed
-/// out), the test reads that segment's counts from the engine's stats,
-/// runs the z-tests, and retires every offer but the winner.
-#[derive(Debug, Clone, Default)]
-pub struct AbState {
-    /// Customers per offer in the test phase (the power calculation).
-    pub per_arm: u64,
-    /// Test customers assigned so far.
-    pub assigned: u64,
-    /// Per offer: conversions and customers in the test, from the engine.
-    pub successes: Vec<u64>,
-    pub trials: Vec<u64>,
-    pub decision: Option<abtest::AbDecision>,
-    /// Simulated time (ms) of the decision.
-    pub decided_at: Option<u64>,
-    /// Deadline of the last test decision: its outcome is known after it.
-    closes_at: Option<u64>,
+/// The A/B tests of a strategy while they run: one unit per campaign.
+struct AbRunning {
+    plans: Vec<Plan>,
+    units: Vec<AbUnit>,
+    /// Segment tags of the stages (shared by the units).
+    tags: Vec<String>,
+    /// One unit per segment (the customer's segment picks its test).
+    per_segment: bool,
 }
-
-/// Segment of the A/B test's test-phase decisions.
-pub const AB_SEGMENT: &str = "ab-test";
 
 /// A strategy backed by a real in-memory [`Engine`], moved
 /// through simulated time by a manual clock.
@@ -148,7 +209,9 @@ pub struct EngineDecider {
     timeout_ms: u64,
     /// One request reused for every customer (no allocation per decision).
     request: ChooseRequest,
-    ab: Option<AbState>,
+    ab: Option<AbRunning>,
+    /// The engine campaigns (one per segment for the per-segment A/B test).
+    campaigns: Vec<String>,
 }
 
 pub enum Decider {
@@ -167,7 +230,11 @@ impl Decider {
         let k = s.offers.len();
         let policy = match kind {
             StrategyKind::Oracle => return Ok(Decider::Oracle),
-            StrategyKind::AbTest | StrategyKind::Uniform => PolicySpec::Uniform,
+            StrategyKind::AbTest
+            | StrategyKind::AbSequential
+            | StrategyKind::TestAndRoll
+            | StrategyKind::AbSegment
+            | StrategyKind::Uniform => PolicySpec::Uniform,
             StrategyKind::EpsilonGreedy => PolicySpec::EpsilonGreedy { epsilon: 0.1 },
             StrategyKind::ThompsonCampaign | StrategyKind::ThompsonSegment => {
                 PolicySpec::Thompson {
@@ -188,11 +255,26 @@ impl Decider {
                 missing_zero: false,
             },
         };
-        let ab = (kind == StrategyKind::AbTest).then(|| {
-            let alpha = abtest::corrected_alpha(0.05, k);
-            AbState {
-                per_arm: abtest::sample_size_per_arm(setup.baseline_rate, setup.mde, alpha, 0.8),
-                ..AbState::default()
+        let _ = k;
+        let plans = setup.plans.of(kind);
+        let per_segment_ab = kind == StrategyKind::AbSegment;
+        let campaigns: Vec<String> = if per_segment_ab {
+            (0..s.segments.len())
+                .map(|i| format!("{CAMPAIGN}-s{i}"))
+                .collect()
+        } else {
+            vec![CAMPAIGN.to_string()]
+        };
+        let ab = (!plans.is_empty()).then(|| {
+            let looks = plans.iter().map(|p| p.looks.len()).max().unwrap_or(1);
+            AbRunning {
+                units: campaigns
+                    .iter()
+                    .map(|c| AbUnit::new(c.clone(), looks))
+                    .collect(),
+                plans,
+                tags: abrun::stage_tags(looks),
+                per_segment: per_segment_ab,
             }
         });
         let clock = Arc::new(AtomicU64::new(0));
@@ -213,26 +295,28 @@ impl Decider {
             Engine::in_memory(options)
         };
         let timeout_seconds = s.delay.attribution_window_minutes * 60;
-        engine.create_campaign(CampaignSpec {
-            id: CAMPAIGN.into(),
-            arms: s
-                .offers
-                .iter()
-                .map(|o| ArmSpec {
-                    id: o.id.clone(),
-                    retired: false,
-                })
-                .collect(),
-            policy,
-            reward_timeout_seconds: timeout_seconds,
-            default_reward: 0.0,
-            decay_half_life_seconds: match kind {
-                StrategyKind::ThompsonCampaign
-                | StrategyKind::ThompsonSegment
-                | StrategyKind::EpsilonGreedy => s.campaign.decay_half_life_seconds,
-                _ => None,
-            },
-        })?;
+        for id in &campaigns {
+            engine.create_campaign(CampaignSpec {
+                id: id.clone(),
+                arms: s
+                    .offers
+                    .iter()
+                    .map(|o| ArmSpec {
+                        id: o.id.clone(),
+                        retired: false,
+                    })
+                    .collect(),
+                reward_timeout_seconds: timeout_seconds,
+                default_reward: 0.0,
+                decay_half_life_seconds: match kind {
+                    StrategyKind::ThompsonCampaign
+                    | StrategyKind::ThompsonSegment
+                    | StrategyKind::EpsilonGreedy => s.campaign.decay_half_life_seconds,
+                    _ => None,
+                },
+                policy: policy.clone(),
+            })?;
+        }
         let contextual = kind == StrategyKind::LinUcb;
         Ok(Decider::Engine(Box::new(EngineDecider {
             engine,
@@ -242,7 +326,7 @@ impl Decider {
             next_expiry: 60_000,
             timeout_ms: u64::from(timeout_seconds) * 1000,
             request: ChooseRequest {
-                campaign_id: CAMPAIGN.into(),
+                campaign_id: campaigns[0].clone(),
                 segment: String::new(),
                 context: if contextual {
                     s.features.iter().map(|f| (f.clone(), 0.0)).collect()
@@ -252,6 +336,7 @@ impl Decider {
                 decision_id: None,
             },
             ab,
+            campaigns,
         })))
     }
 
@@ -266,7 +351,11 @@ impl Decider {
         if now_ms >= d.next_expiry {
             d.engine.expire_due()?;
             d.next_expiry = now_ms + 60_000;
-            d.conclude_ab(now_ms)?;
+            if let Some(ab) = d.ab.as_mut() {
+                for (unit, plan) in ab.units.iter_mut().zip(&ab.plans) {
+                    unit.look(plan, &d.engine, &ab.tags, now_ms)?;
+                }
+            }
         }
         Ok(())
     }
@@ -282,8 +371,18 @@ impl Decider {
         };
         let segment = if d.per_segment {
             setup.scenario.segments[c.segment].name.as_str()
+        } else if let Some(ab) = d.ab.as_mut() {
+            let u = if ab.per_segment { c.segment } else { 0 };
+            if ab.per_segment {
+                d.request.campaign_id.clear();
+                d.request.campaign_id.push_str(&ab.units[u].campaign);
+            }
+            match ab.units[u].assign(&ab.plans[u], c.t_ms, d.timeout_ms) {
+                Some(stage) => ab.tags[stage].as_str(),
+                None => "",
+            }
         } else {
-            d.ab_segment(setup.scenario.offers.len(), c.t_ms)
+            ""
         };
         d.request.segment.clear();
         d.request.segment.push_str(segment);
@@ -327,83 +426,34 @@ impl Decider {
         };
         let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
         if let Decider::Engine(d) = self {
-            let mut failed = None;
-            d.engine
-                .export_decisions(CAMPAIGN, 0, None, false, &mut |h, r| match writeln!(
-                    out,
-                    "{}",
-                    crate::ope::write::dsjson_line(h, &r)
-                ) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        failed = Some(e);
-                        false
-                    }
-                })?;
-            if let Some(e) = failed {
-                return Err(io(e));
+            for campaign in &d.campaigns {
+                let mut failed = None;
+                d.engine
+                    .export_decisions(campaign, 0, None, false, &mut |h, r| match writeln!(
+                        out,
+                        "{}",
+                        crate::ope::write::dsjson_line(h, &r)
+                    ) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            failed = Some(e);
+                            false
+                        }
+                    })?;
+                if let Some(e) = failed {
+                    return Err(io(e));
+                }
             }
         }
         out.flush().map_err(io)
     }
 
-    pub fn ab_state(&self) -> Option<&AbState> {
+    /// The A/B tests' units (empty for a bandit).
+    pub fn ab_units(&self) -> Vec<AbUnit> {
         match self {
-            Decider::Engine(d) => d.ab.as_ref(),
-            Decider::Oracle => None,
+            Decider::Engine(d) => d.ab.as_ref().map_or(Vec::new(), |ab| ab.units.clone()),
+            Decider::Oracle => Vec::new(),
         }
-    }
-}
-
-impl EngineDecider {
-    /// The segment of the next decision: the A/B test's test phase tags its
-    /// customers, everything else is campaign-wide.
-    fn ab_segment(&mut self, offers: usize, now_ms: u64) -> &'static str {
-        let Some(ab) = self.ab.as_mut() else {
-            return "";
-        };
-        let quota = ab.per_arm.saturating_mul(offers as u64);
-        if ab.decision.is_some() || ab.assigned >= quota {
-            return "";
-        }
-        ab.assigned += 1;
-        if ab.assigned == quota {
-            ab.closes_at = Some(now_ms + self.timeout_ms);
-        }
-        AB_SEGMENT
-    }
-
-    /// Once every test decision is resolved: the z-tests on the engine's
-    /// counts, then every offer but the winner is retired.
-    fn conclude_ab(&mut self, now_ms: u64) -> SimResult<()> {
-        let Some(ab) = self.ab.as_mut() else {
-            return Ok(());
-        };
-        if ab.decision.is_some() || ab.closes_at.is_none_or(|t| now_ms <= t) {
-            return Ok(());
-        }
-        let stats = self.engine.stats(CAMPAIGN, AB_SEGMENT)?;
-        let Some(test) = stats.iter().find(|s| s.segment == AB_SEGMENT) else {
-            return Ok(());
-        };
-        if test.arms.iter().any(|a| a.pending > 0) {
-            return Ok(());
-        }
-        ab.trials = test.arms.iter().map(|a| a.pulls).collect();
-        ab.successes = test
-            .arms
-            .iter()
-            .map(|a| a.reward_sum.round() as u64)
-            .collect();
-        let decision = abtest::decide(&ab.successes, &ab.trials, 0.05);
-        ab.decision = Some(decision);
-        ab.decided_at = Some(now_ms);
-        for (i, arm) in test.arms.iter().enumerate() {
-            if i != decision.winner {
-                self.engine.retire_arm(CAMPAIGN, &arm.arm_id)?;
-            }
-        }
-        Ok(())
     }
 }
 
