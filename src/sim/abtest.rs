@@ -270,19 +270,33 @@ fn crossing(looks: usize, c: f64, theta: f64) -> (f64, f64) {
     total += up1 + down1;
     upper += up1;
     let mut density: Vec<f64> = grid.iter().map(|s| phi(s - theta)).collect();
+    // The transition density φ(s_i − u_j − θ) depends on i − j only.
+    let kernel: Vec<f64> = (0..=2 * m)
+        .map(|d| phi((d as f64 - m as f64) * h - theta))
+        .collect();
+    let exits: Vec<(f64, f64)> = grid
+        .iter()
+        .map(|&u| {
+            (
+                1.0 - norm_cdf(bound - u - theta),
+                norm_cdf(-bound - u - theta),
+            )
+        })
+        .collect();
     for _ in 2..=looks {
         let mut next = vec![0.0; grid.len()];
-        for (i, &u) in grid.iter().enumerate() {
-            let w = weight(i) * density[i];
+        for j in 0..grid.len() {
+            let w = weight(j) * density[j];
             if w == 0.0 {
                 continue;
             }
-            let up = 1.0 - norm_cdf(bound - u - theta);
-            let down = norm_cdf(-bound - u - theta);
+            let (up, down) = exits[j];
             total += w * (up + down);
             upper += w * up;
-            for (n, &s) in next.iter_mut().zip(&grid) {
-                *n += w * phi(s - u - theta);
+            // next[i] += w φ((i − j) h − θ): kernel index i − j + m.
+            let k = &kernel[m - j..m - j + grid.len()];
+            for (n, kv) in next.iter_mut().zip(k) {
+                *n += w * kv;
             }
         }
         density = next;

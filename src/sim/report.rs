@@ -144,6 +144,29 @@ fn spread_words(s: &Spread, what: &str) -> String {
     )
 }
 
+/// A paired difference in words, by its sign: with verbs, "cost 57
+/// conversions (…)" or "gained 57 conversions (…)"; without, "57 more (…)"
+/// or "57 fewer (…)".
+fn signed(diffs: &[f64], pos: &str, neg: &str, what: &str) -> String {
+    let d = spread(diffs);
+    if d.mean.mean >= 0.0 {
+        let tail = if pos.is_empty() { " more" } else { what };
+        format!(
+            "{pos}{}{}",
+            if pos.is_empty() { "" } else { " " },
+            spread_words(&d, tail)
+        )
+    } else {
+        let flipped: Vec<f64> = diffs.iter().map(|x| -x).collect();
+        let tail = if neg.is_empty() { " fewer" } else { what };
+        format!(
+            "{neg}{}{}",
+            if neg.is_empty() { "" } else { " " },
+            spread_words(&spread(&flipped), tail)
+        )
+    }
+}
+
 /// The campaign-wide A/B designs, in the order they are compared.
 const CAMPAIGN_WIDE_AB: [StrategyKind; 3] = [
     StrategyKind::AbTest,
@@ -168,16 +191,9 @@ pub fn effects(r: &SimResults) -> (Vec<String>, Vec<String>) {
     let mut cost = Vec::new();
     let ts = index_of(r, StrategyKind::ThompsonCampaign);
     if let (Some(a), Some(t)) = (best_ab(r), ts) {
-        let d = spread(&paired(r, t, a));
-        let verb = if d.mean.mean >= 0.0 { "cost" } else { "gained" };
-        let d_abs = if d.mean.mean >= 0.0 {
-            d
-        } else {
-            spread(&paired(r, a, t))
-        };
         cost.push(format!(
-            "Testing first {verb} {}: the best A/B design here, {}, against campaign-wide Thompson sampling on the same customers (both end up showing everyone one offer).",
-            spread_words(&d_abs, " conversions"),
+            "Testing first {}: the best A/B design here, {}, against campaign-wide Thompson sampling on the same customers (both end up showing everyone one offer).",
+            signed(&paired(r, t, a), "cost", "gained", " conversions"),
             r.strategies[a].label()
         ));
     }
@@ -185,21 +201,19 @@ pub fn effects(r: &SimResults) -> (Vec<String>, Vec<String>) {
         index_of(r, StrategyKind::AbSegment),
         index_of(r, StrategyKind::ThompsonSegment),
     ) {
-        let d = spread(&paired(r, t, a));
         cost.push(format!(
             "Per segment, the same comparison: Thompson sampling per segment converted {} than the per-segment A/B test.",
-            spread_words(&d, " more")
+            signed(&paired(r, t, a), "", "", "")
         ));
     }
     let mut value = Vec::new();
     if let Some(t) = ts {
         for k in [StrategyKind::ThompsonSegment, StrategyKind::LinUcb] {
             if let Some(p) = index_of(r, k) {
-                let d = spread(&paired(r, p, t));
                 value.push(format!(
                     "{} converted {} than campaign-wide Thompson sampling.",
                     r.strategies[p].label(),
-                    spread_words(&d, " more")
+                    signed(&paired(r, p, t), "", "", "")
                 ));
             }
         }
@@ -233,7 +247,9 @@ pub fn effects(r: &SimResults) -> (Vec<String>, Vec<String>) {
 pub fn plan_words(sc: &Scenario, r: &SimResults, kind: StrategyKind, mde: f64) -> String {
     let k = sc.offers.len();
     let control = &sc.offers[sc.ab.control.min(k - 1)].id;
-    let p = &r.plans;
+    let Some(p) = r.plans.as_ref() else {
+        return String::new();
+    };
     let base = format!(
         "a {:.0}% lift over the {:.2}% baseline, {} offers, α = 0.05 family-wise ({:.4} per comparison with the control {control}), power 0.8",
         100.0 * mde,

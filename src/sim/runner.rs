@@ -92,8 +92,8 @@ pub struct SimResults {
     /// Customers per bucket (the last may hold fewer).
     pub bucket_size: u64,
     pub baseline_rate: f64,
-    /// The A/B designs' plans.
-    pub plans: AbPlans,
+    /// The A/B designs' plans (when an A/B design ran).
+    pub plans: Option<AbPlans>,
     /// The offer with the best mean true rate over the whole horizon, per run.
     pub true_best: Vec<usize>,
     /// Per run: expected conversions of showing everyone the best single
@@ -303,7 +303,7 @@ pub fn simulate(scenario: &Scenario, opts: &SimOptions) -> Result<SimResults, cr
         runs,
         bucket_size: total.div_ceil(BUCKETS).max(1),
         baseline_rate,
-        plans: setup.plans.clone(),
+        plans: setup.plans_if_made().cloned(),
         true_best,
         single_best_expected,
         oracle_expected,

@@ -121,8 +121,9 @@ pub struct Setup<'a> {
     pub baseline_rate: f64,
     /// Minimum detectable relative lift for the A/B test.
     pub mde: f64,
-    /// The A/B designs' plans.
-    pub plans: AbPlans,
+    /// The A/B designs' plans, computed when a design first needs them
+    /// (the O'Brien–Fleming boundaries take a numerical integration).
+    plans: std::sync::OnceLock<AbPlans>,
 }
 
 /// Every A/B design planned for a scenario.
@@ -181,8 +182,19 @@ impl<'a> Setup<'a> {
             feature_stats,
             baseline_rate,
             mde,
-            plans: AbPlans::new(scenario, baseline_rate, mde),
+            plans: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The A/B designs' plans.
+    pub fn plans(&self) -> &AbPlans {
+        self.plans
+            .get_or_init(|| AbPlans::new(self.scenario, self.baseline_rate, self.mde))
+    }
+
+    /// The plans, if a design has needed them.
+    pub fn plans_if_made(&self) -> Option<&AbPlans> {
+        self.plans.get()
     }
 }
 
@@ -256,7 +268,11 @@ impl Decider {
             },
         };
         let _ = k;
-        let plans = setup.plans.of(kind);
+        let plans = if kind.design().is_some() {
+            setup.plans().of(kind)
+        } else {
+            Vec::new()
+        };
         let per_segment_ab = kind == StrategyKind::AbSegment;
         let campaigns: Vec<String> = if per_segment_ab {
             (0..s.segments.len())
