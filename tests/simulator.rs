@@ -178,12 +178,50 @@ fn ab_designs_under_the_null_through_the_engine() {
                 other, significant,
                 "{k:?}: only a significant winner is rolled out"
             );
-            // The tests counted every test customer's outcome.
-            for u in &units {
-                assert!(u.trials.iter().all(|n| *n > 0));
+            // Each look counted exactly the customers of its stages, every
+            // outcome resolved.
+            let plans = r.plans.as_ref().expect("plans").of(*k);
+            for run in &r.runs[s] {
+                for (u, plan) in run.ab.iter().zip(&plans) {
+                    let n: u64 = u.trials.iter().sum();
+                    let planned = plan.looks[u.analysed - 1] * plan.offers as u64;
+                    assert_eq!(n, planned, "{k:?}: look {} counted {n}", u.analysed);
+                    assert!(u.successes.iter().zip(&u.trials).all(|(a, b)| a <= b));
+                    assert!(u.split >= n);
+                }
             }
         }
     }
+}
+
+// A per-segment test planned for all of its segment's expected customers
+// (`max_test_share = 1`) runs out of customers in about half of the runs
+// (arrivals are random): the partial last stage is analysed at the horizon,
+// so every test decides.
+#[test]
+fn a_test_cut_short_by_the_horizon_still_decides() {
+    let sc = Scenario::parse(&format!("{NULL}\n[ab]\nmax_test_share = 1.0\n")).expect("scenario");
+    let opts = SimOptions {
+        runs: 10,
+        seed: 4,
+        strategies: vec![StrategyKind::AbSegment],
+        mde: 0.1,
+        threads: 0,
+        decision_log: None,
+    };
+    let r = simulate(&sc, &opts).expect("simulation runs");
+    let plans = r.plans.as_ref().expect("plans").of(StrategyKind::AbSegment);
+    let mut short = 0;
+    for run in &r.runs[0] {
+        for (u, plan) in run.ab.iter().zip(&plans) {
+            assert!(u.decision.is_some(), "a test never decided");
+            short += usize::from(u.assigned < plan.test_customers());
+        }
+    }
+    assert!(
+        short > 0,
+        "no test was cut short: the case is not exercised"
+    );
 }
 
 const GOOD: &str = r#"

@@ -125,6 +125,11 @@ impl Plan {
         } else {
             looks
         };
+        // Every stage takes customers (the cap's rounding could repeat a size).
+        let mut looks = looks;
+        for j in 1..looks.len() {
+            looks[j] = looks[j].max(looks[j - 1] + 1);
+        }
         let last = looks.last().copied().unwrap_or(1);
         let power = match (&design, &sequential) {
             (Design::Fixed, _) => Some(abtest::power_at(baseline, mde, alpha, last)),
@@ -160,11 +165,24 @@ impl Plan {
     }
 
     /// The decision at look `look` (counting from 0) on cumulative counts;
-    /// `None`: go on to the next look.
-    pub fn decide(&self, successes: &[u64], trials: &[u64], look: usize) -> Option<AbDecision> {
+    /// `None`: go on to the next look. With `last`, the horizon ended during
+    /// this stage: a sequential test decides here (the control unless an
+    /// offer crossed this look's boundary).
+    pub fn decide(
+        &self,
+        successes: &[u64],
+        trials: &[u64],
+        look: usize,
+        last: bool,
+    ) -> Option<AbDecision> {
         match (self.design, &self.sequential) {
             (Design::Sequential, Some(d)) => {
-                abtest::decide_look(successes, trials, self.control, d, look)
+                abtest::decide_look(successes, trials, self.control, d, look).or(last.then_some(
+                    AbDecision {
+                        winner: self.control,
+                        significant: false,
+                    },
+                ))
             }
             (Design::TestAndRoll, _) => Some(abtest::decide_test_and_roll(
                 successes,
@@ -189,6 +207,11 @@ pub struct AbUnit {
     pub campaign: String,
     /// Test customers assigned so far (over all stages).
     pub assigned: u64,
+    /// Customers split evenly before the decision: the test's, and those
+    /// that arrived while its last outcomes came in.
+    pub split: u64,
+    /// The horizon ended during this stage (a partial last look).
+    cut_at: Option<usize>,
     /// Per stage: when its last decision's attribution window closes.
     closes_at: Vec<Option<u64>>,
     /// Looks analysed so far.
@@ -215,7 +238,11 @@ impl AbUnit {
     /// when the test takes no more customers; `timeout_ms` is the campaign's
     /// reward timeout (a stage is resolved that long after its last customer).
     pub fn assign(&mut self, plan: &Plan, now_ms: u64, timeout_ms: u64) -> Option<usize> {
-        if self.decision.is_some() || self.assigned >= plan.test_customers() {
+        if self.decision.is_some() {
+            return None;
+        }
+        self.split += 1;
+        if self.assigned >= plan.test_customers() {
             return None;
         }
         self.assigned += 1;
@@ -233,9 +260,39 @@ impl AbUnit {
         Some(stage)
     }
 
-    /// Takes the next look when its stages are resolved; once the test
-    /// stops, retires every offer but the winner in the unit's campaign.
+    /// The last customer has arrived: a stage still filling is analysed
+    /// as it is (its outcomes are in `timeout_ms` later), as the last look.
+    pub fn horizon_ends(&mut self, now_ms: u64, timeout_ms: u64) {
+        if self.decision.is_some() {
+            return;
+        }
+        if let Some(j) = self.closes_at.iter().position(Option::is_none) {
+            if self.analysed <= j && self.assigned > 0 {
+                self.closes_at[j] = Some(now_ms + timeout_ms);
+                self.cut_at = Some(j);
+            }
+        }
+    }
+
+    /// Takes every look whose stages are resolved; once the test stops,
+    /// retires every offer but the winner in the unit's campaign.
     pub fn look(
+        &mut self,
+        plan: &Plan,
+        engine: &Engine,
+        tags: &[String],
+        now_ms: u64,
+    ) -> Result<(), crate::Error> {
+        loop {
+            let before = self.analysed;
+            self.look_once(plan, engine, tags, now_ms)?;
+            if self.decision.is_some() || self.analysed == before {
+                return Ok(());
+            }
+        }
+    }
+
+    fn look_once(
         &mut self,
         plan: &Plan,
         engine: &Engine,
@@ -272,7 +329,8 @@ impl AbUnit {
             }
         }
         self.analysed += 1;
-        let Some(decision) = plan.decide(&successes, &trials, look) else {
+        let last = self.cut_at == Some(look);
+        let Some(decision) = plan.decide(&successes, &trials, look, last) else {
             return Ok(());
         };
         self.decision = Some(decision);

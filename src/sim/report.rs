@@ -192,7 +192,7 @@ pub fn effects(r: &SimResults) -> (Vec<String>, Vec<String>) {
     let ts = index_of(r, StrategyKind::ThompsonCampaign);
     if let (Some(a), Some(t)) = (best_ab(r), ts) {
         cost.push(format!(
-            "Testing first {}: the best A/B design here, {}, against campaign-wide Thompson sampling on the same customers (both end up showing everyone one offer).",
+            "Testing first {}: the A/B design with the most conversions in these runs, {}, against campaign-wide Thompson sampling on the same customers (both learn one offer for everyone, not one per segment; picking the best design afterwards flatters testing).",
             signed(&paired(r, t, a), "cost", "gained", " conversions"),
             r.strategies[a].label()
         ));
@@ -228,14 +228,14 @@ pub fn effects(r: &SimResults) -> (Vec<String>, Vec<String>) {
         if *c > 0.5 {
             let s = spread(&ceiling);
             value.push(format!(
-                "The ceiling: showing each customer their own best offer instead of the best single offer is worth {} expected conversions (the oracle against the best single offer, from the true rates; runs {} to {}).",
+                "The ceiling: showing each customer their own best offer instead of one offer for everyone (the best at each moment) is worth {} expected conversions (the oracle against the best offer of each of the 60 time slices, from the true rates; runs {} to {}).",
                 n0(s.mean.mean),
                 n0(quantile(&ceiling, 0.0)),
                 n0(quantile(&ceiling, 1.0))
             ));
         } else {
             value.push(
-                "Every customer's best offer is the same here: personalisation has nothing to gain (the oracle equals the best single offer)."
+                "Every customer's best offer is the same here: personalisation has nothing to gain (the oracle equals the best single offer at every moment)."
                     .into(),
             );
         }
@@ -375,13 +375,25 @@ pub fn outcome_words(sc: &Scenario, r: &SimResults, s: usize) -> String {
             let _ = write!(o, "never finished within the horizon. ");
             continue;
         }
+        let split: Vec<f64> = runs
+            .iter()
+            .filter_map(|m| m.ab.get(u).map(|x| x.split as f64))
+            .collect();
+        let verdicts = if r.strategies[s] == StrategyKind::TestAndRoll {
+            String::new()
+        } else {
+            format!(
+                "rolled out a significant winner in {significant}, kept the control in {kept}; "
+            )
+        };
         let _ = write!(
             o,
-            "stopped on day {:.1} (median; 10th-90th percentile {:.1} to {:.1}) in {}/{n} runs; rolled out a significant winner in {significant}, kept the control in {kept}; the offer rolled out was the true best in {right}/{n}. ",
+            "stopped on day {:.1} (median; 10th-90th percentile {:.1} to {:.1}) in {}/{n} runs, after splitting {} customers evenly (median: the test's and those who arrived while its last outcomes came in); {verdicts}the offer rolled out was the true best in {right}/{n}. ",
             quantile(&decided, 0.5),
             quantile(&decided, 0.1),
             quantile(&decided, 0.9),
-            decided.len()
+            decided.len(),
+            n0(quantile(&split, 0.5))
         );
     }
     o.trim_end().to_string()

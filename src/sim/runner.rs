@@ -42,6 +42,9 @@ pub struct Bucket {
     /// Σ p(oracle offer) − p(chosen offer).
     pub regret: f64,
     pub offer_counts: Vec<u64>,
+    /// Per offer: Σ p(offer) over the bucket's customers (had everyone been
+    /// shown that offer).
+    pub offer_expected: Vec<f64>,
 }
 
 /// Metrics of one segment over the whole run.
@@ -96,13 +99,13 @@ pub struct SimResults {
     pub plans: Option<AbPlans>,
     /// The offer with the best mean true rate over the whole horizon, per run.
     pub true_best: Vec<usize>,
-    /// Per run: expected conversions of showing everyone the best single
-    /// offer (the best any campaign-wide strategy can do), and of showing
-    /// each customer their own best offer (the oracle).
+    /// Per run: expected conversions of showing everyone, in each time
+    /// bucket, that bucket's best offer (one offer for all at any moment,
+    /// however it changes over time), and of showing each customer their own
+    /// best offer (the oracle). Their difference is what personalisation can
+    /// add, with the gains from following change over time left out.
     pub single_best_expected: Vec<f64>,
     pub oracle_expected: Vec<f64>,
-    /// Per segment and run: the same two yardsticks.
-    pub segment_single_best: Vec<Vec<f64>>,
     /// The seed of each run.
     pub seeds: Vec<u64>,
 }
@@ -143,6 +146,7 @@ pub fn run_one(
         buckets: vec![
             Bucket {
                 offer_counts: vec![0; k],
+                offer_expected: vec![0.0; k],
                 ..Bucket::default()
             };
             total.div_ceil(bucket_size) as usize
@@ -194,6 +198,9 @@ pub fn run_one(
         b.expected += p;
         b.regret += best - p;
         b.offer_counts[pick.offer] += 1;
+        for (t, q) in b.offer_expected.iter_mut().zip(&probs) {
+            *t += q;
+        }
         if converted {
             b.revenue += s.offers[pick.offer].revenue.unwrap_or(0.0);
         }
@@ -210,6 +217,7 @@ pub fn run_one(
         decider.convert(&id)?;
     }
     // Let the last attribution window close (the A/B test may conclude).
+    decider.horizon_ends(last_t);
     decider.advance(last_t + window_ms + 60_000)?;
     m.ab = decider.ab_units();
     if let Some(path) = log {
@@ -285,16 +293,16 @@ pub fn simulate(scenario: &Scenario, opts: &SimOptions) -> Result<SimResults, cr
     let mut true_best = vec![0; opts.runs];
     let mut single_best_expected = vec![0.0; opts.runs];
     let mut oracle_expected = vec![0.0; opts.runs];
-    let mut segment_single_best = vec![vec![0.0; opts.runs]; scenario.segments.len()];
     for (&(run, si), r) in jobs.iter().zip(results) {
         let (m, true_sum) =
             r.ok_or_else(|| crate::Error::InvalidArgument("a simulation thread panicked".into()))??;
         true_best[run] = argmax(&true_sum);
-        single_best_expected[run] = true_sum[true_best[run]];
+        single_best_expected[run] = m
+            .buckets
+            .iter()
+            .map(|b| b.offer_expected.iter().copied().fold(0.0, f64::max))
+            .sum();
         oracle_expected[run] = m.oracle_expected;
-        for (g, row) in m.segment_true.iter().enumerate() {
-            segment_single_best[g][run] = row.iter().copied().fold(0.0, f64::max);
-        }
         runs[si].push(m);
     }
     let total = scenario.total_customers();
@@ -307,7 +315,6 @@ pub fn simulate(scenario: &Scenario, opts: &SimOptions) -> Result<SimResults, cr
         true_best,
         single_best_expected,
         oracle_expected,
-        segment_single_best,
         seeds: (0..opts.runs).map(|r| run_seed(opts.seed, r)).collect(),
     })
 }

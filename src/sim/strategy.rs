@@ -464,6 +464,18 @@ impl Decider {
         out.flush().map_err(io)
     }
 
+    /// The last customer has arrived: an A/B test still filling a stage
+    /// analyses it as it is once its outcomes are in.
+    pub fn horizon_ends(&mut self, now_ms: u64) {
+        if let Decider::Engine(d) = self {
+            if let Some(ab) = d.ab.as_mut() {
+                for u in &mut ab.units {
+                    u.horizon_ends(now_ms, d.timeout_ms);
+                }
+            }
+        }
+    }
+
     /// The A/B tests' units (empty for a bandit).
     pub fn ab_units(&self) -> Vec<AbUnit> {
         match self {
