@@ -140,6 +140,21 @@ fn axis_labels(o: &mut String, x_label: &str, y_label: &str) {
     );
 }
 
+/// Horizontal grid lines and their labels at the y ticks.
+fn y_grid(o: &mut String, ticks: &[f64], step: f64, py: &dyn Fn(f64) -> f64) {
+    for y in ticks {
+        let _ = writeln!(
+            o,
+            r##"<line x1="{L}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e3e3e3"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            W - R,
+            L - 6.0,
+            py(*y) + 4.0,
+            fmt_number(*y, step),
+            yy = py(*y)
+        );
+    }
+}
+
 fn legend(o: &mut String, i: usize, name: &str, color: &str, bar: bool) {
     let ly = T + 10.0 + 18.0 * i as f64;
     if bar {
@@ -230,17 +245,7 @@ pub fn line_chart(c: &Chart) -> String {
             esc(&s.label)
         );
     }
-    for y in &yt {
-        let _ = writeln!(
-            o,
-            r##"<line x1="{L}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e3e3e3"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            W - R,
-            L - 6.0,
-            py(*y) + 4.0,
-            fmt_number(*y, ystep),
-            yy = py(*y)
-        );
-    }
+    y_grid(&mut o, &yt, ystep, &py);
     for x in &xt {
         let _ = writeln!(
             o,
@@ -329,17 +334,7 @@ pub fn bar_chart(
     let py = |y: f64| H - B - (y - y0) / (y1 - y0) * (H - T - B);
     let mut o = String::new();
     frame(&mut o, title);
-    for y in &yt {
-        let _ = writeln!(
-            o,
-            r##"<line x1="{L}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e3e3e3"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            W - R,
-            L - 6.0,
-            py(*y) + 4.0,
-            fmt_number(*y, ystep),
-            yy = py(*y)
-        );
-    }
+    y_grid(&mut o, &yt, ystep, &py);
     let gw = (W - L - R) / groups.len().max(1) as f64;
     let bw = (gw * 0.8) / series.len().max(1) as f64;
     for (g, (label, values)) in groups.iter().enumerate() {
