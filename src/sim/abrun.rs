@@ -283,31 +283,24 @@ impl AbUnit {
         tags: &[String],
         now_ms: u64,
     ) -> Result<(), crate::Error> {
-        loop {
-            let before = self.analysed;
-            self.look_once(plan, engine, tags, now_ms)?;
-            if self.decision.is_some() || self.analysed == before {
-                return Ok(());
-            }
-        }
+        while self.decision.is_none() && self.look_once(plan, engine, tags, now_ms)? {}
+        Ok(())
     }
 
+    /// The next look, if its stages are resolved: whether it was taken.
     fn look_once(
         &mut self,
         plan: &Plan,
         engine: &Engine,
         tags: &[String],
         now_ms: u64,
-    ) -> Result<(), crate::Error> {
-        if self.decision.is_some() {
-            return Ok(());
-        }
+    ) -> Result<bool, crate::Error> {
         let look = self.analysed;
         let Some(Some(closes)) = self.closes_at.get(look) else {
-            return Ok(());
+            return Ok(false);
         };
         if now_ms <= *closes {
-            return Ok(());
+            return Ok(false);
         }
         let k = plan.offers;
         let (mut successes, mut trials) = (vec![0u64; k], vec![0u64; k]);
@@ -318,7 +311,7 @@ impl AbUnit {
                 continue;
             };
             if stage.arms.iter().any(|a| a.pending > 0) {
-                return Ok(());
+                return Ok(false);
             }
             for (i, a) in stage.arms.iter().enumerate().take(k) {
                 trials[i] += a.pulls;
@@ -331,7 +324,7 @@ impl AbUnit {
         self.analysed += 1;
         let last = self.cut_at == Some(look);
         let Some(decision) = plan.decide(&successes, &trials, look, last) else {
-            return Ok(());
+            return Ok(true);
         };
         self.decision = Some(decision);
         self.decided_at = Some(now_ms);
@@ -343,7 +336,7 @@ impl AbUnit {
                 engine.retire_arm(&self.campaign, arm)?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -239,7 +239,6 @@ impl Decider {
     /// store) for [`Decider::write_log`].
     pub fn new(kind: StrategyKind, setup: &Setup, seed: u64, logged: bool) -> SimResult<Self> {
         let s = setup.scenario;
-        let k = s.offers.len();
         let policy = match kind {
             StrategyKind::Oracle => return Ok(Decider::Oracle),
             StrategyKind::AbTest
@@ -267,7 +266,6 @@ impl Decider {
                 missing_zero: false,
             },
         };
-        let _ = k;
         let plans = if kind.design().is_some() {
             setup.plans().of(kind)
         } else {
