@@ -27,12 +27,14 @@ fn campaign() -> CampaignSpec {
             .map(|i| ArmSpec {
                 id: format!("offer-{i}"),
                 retired: false,
+                ..ArmSpec::default()
             })
             .collect(),
         policy: PolicySpec::thompson_default(),
         reward_timeout_seconds: 1,
         default_reward: 0.0,
         decay_half_life_seconds: None,
+        holdout_fraction: 0.0,
     }
 }
 

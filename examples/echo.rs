@@ -30,6 +30,7 @@ impl Bandit for Echo {
             }
             .into(),
             propensity: 0.1,
+            holdout: false,
         }))
     }
 

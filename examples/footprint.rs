@@ -96,12 +96,14 @@ fn main() -> Result<(), BoxError> {
             .map(|i| ArmSpec {
                 id: format!("offer-{i}"),
                 retired: false,
+                ..ArmSpec::default()
             })
             .collect(),
         policy: PolicySpec::thompson_default(),
         reward_timeout_seconds: 86_400,
         default_reward: 0.0,
         decay_half_life_seconds: None,
+        holdout_fraction: 0.0,
     })?;
     let req = ChooseRequest {
         campaign_id: "footprint".into(),

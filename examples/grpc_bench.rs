@@ -73,6 +73,7 @@ async fn create_campaign(addr: SocketAddr) -> Result<(), BoxError> {
                 .map(|i| pb::Arm {
                     id: format!("offer-{i}"),
                     retired: false,
+                    ..Default::default()
                 })
                 .collect(),
             policy: Some(pb::campaign::Policy::Thompson(
@@ -81,6 +82,7 @@ async fn create_campaign(addr: SocketAddr) -> Result<(), BoxError> {
             reward_timeout_seconds: 3600,
             default_reward: 0.0,
             decay_half_life_seconds: None,
+            holdout_fraction: 0.0,
         }),
     };
     call(

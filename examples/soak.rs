@@ -183,12 +183,14 @@ async fn create_campaigns(
                     .map(|a| pb::Arm {
                         id: (*a).into(),
                         retired: false,
+                        ..Default::default()
                     })
                     .collect(),
                 policy: None,
                 reward_timeout_seconds: timeout_s as u32,
                 default_reward: 0.0,
                 decay_half_life_seconds: None,
+                holdout_fraction: 0.0,
             }),
         };
         call(

@@ -58,7 +58,77 @@ pub struct ArmSpec {
     pub id: String,
     #[serde(default)]
     pub retired: bool,
+    /// What one conversion of this arm is worth (revenue or margin); 1
+    /// unless set. Thompson and ε-greedy campaigns rank arms by rate × value.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub value: f64,
+    /// Impressions and conversions this arm may have (0: no cap), per
+    /// `cap_period`.
+    #[serde(default, skip_serializing_if = "Budget::is_none")]
+    pub budget: Budget,
 }
+
+impl Default for ArmSpec {
+    fn default() -> Self {
+        ArmSpec {
+            id: String::new(),
+            retired: false,
+            value: 1.0,
+            budget: Budget::default(),
+        }
+    }
+}
+
+impl ArmSpec {
+    /// An active arm with no value or cap of its own.
+    pub fn new(id: impl Into<String>) -> Self {
+        ArmSpec {
+            id: id.into(),
+            ..ArmSpec::default()
+        }
+    }
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
+}
+
+/// Over what time an arm's caps count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapPeriod {
+    /// The campaign's whole life.
+    #[default]
+    Lifetime,
+    /// Each UTC day; impressions are paced evenly over the day.
+    Day,
+}
+
+/// An arm's caps (0: none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    #[serde(default)]
+    pub max_impressions: u64,
+    #[serde(default)]
+    pub max_conversions: u64,
+    #[serde(default)]
+    pub period: CapPeriod,
+}
+
+impl Budget {
+    pub fn is_none(&self) -> bool {
+        self.max_impressions == 0 && self.max_conversions == 0
+    }
+}
+
+/// Largest value of one conversion of an arm.
+pub const MAX_ARM_VALUE: f64 = 1e9;
+/// Largest share of a campaign's decisions that may be held out.
+pub const MAX_HOLDOUT_FRACTION: f64 = 0.5;
 
 /// How a segment's prior borrows from the campaign's other segments.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -179,6 +249,15 @@ pub struct CampaignSpec {
     /// many seconds (Thompson, ε-greedy and uniform campaigns). Off if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decay_half_life_seconds: Option<u32>,
+    /// This share of decisions is a holdout: chosen uniformly at random
+    /// among the arms that may be shown, flagged, and never learned from;
+    /// the uplift of the policy over it is reported. 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub holdout_fraction: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl CampaignSpec {
@@ -276,6 +355,13 @@ impl CampaignSpec {
                 self.reward_timeout_seconds
             )));
         }
+        let h = self.holdout_fraction;
+        if !(h.is_finite() && (0.0..=MAX_HOLDOUT_FRACTION).contains(&h)) {
+            return Err(invalid(format!(
+                "campaign.holdout_fraction must be in [0, {MAX_HOLDOUT_FRACTION}], got {h}"
+            )));
+        }
+        self.contextual_values(&self.arms)?;
         let (lo, hi) = self.policy.reward_range();
         if !(self.default_reward.is_finite() && (lo..=hi).contains(&self.default_reward)) {
             return Err(invalid(format!(
@@ -284,6 +370,21 @@ impl CampaignSpec {
             )));
         }
         Ok(())
+    }
+
+    /// A contextual campaign's arms carry no value: its reward is any
+    /// number, so the value is learned with it.
+    fn contextual_values(&self, arms: &[ArmSpec]) -> Result<()> {
+        if self.policy.features().is_empty() {
+            return Ok(());
+        }
+        match arms.iter().find(|a| a.value != 1.0) {
+            Some(a) => Err(invalid(format!(
+                "arm {:?}: value is for Thompson, epsilon-greedy and uniform campaigns; a contextual campaign learns the value itself (send the revenue as the reward)",
+                a.id
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Indices of the arms that may still be chosen.
@@ -302,9 +403,10 @@ impl CampaignSpec {
     /// Appends arms that start exploring, validated against the existing ones.
     pub fn add_arms(&mut self, arms: Vec<ArmSpec>) -> Result<()> {
         validate_new_arms(&self.arms, &arms)?;
+        self.contextual_values(&arms)?;
         self.arms.extend(arms.into_iter().map(|a| ArmSpec {
-            id: a.id,
             retired: false,
+            ..a
         }));
         Ok(())
     }
@@ -377,6 +479,12 @@ pub fn validate_new_arms(existing: &[ArmSpec], new: &[ArmSpec]) -> Result<()> {
         if !seen.insert(a.id.as_str()) {
             return Err(invalid(format!("arm.id {:?} is duplicated", a.id)));
         }
+        if !(a.value.is_finite() && a.value > 0.0 && a.value <= MAX_ARM_VALUE) {
+            return Err(invalid(format!(
+                "arm {:?}: value must be in (0, {MAX_ARM_VALUE:e}], got {}",
+                a.id, a.value
+            )));
+        }
     }
     Ok(())
 }
@@ -435,16 +543,19 @@ mod tests {
                 ArmSpec {
                     id: "a".into(),
                     retired: false,
+                    ..ArmSpec::default()
                 },
                 ArmSpec {
                     id: "b".into(),
                     retired: false,
+                    ..ArmSpec::default()
                 },
             ],
             policy: PolicySpec::thompson_default(),
             reward_timeout_seconds: 60,
             default_reward: 0.0,
             decay_half_life_seconds: None,
+            holdout_fraction: 0.0,
         }
     }
 

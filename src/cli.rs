@@ -50,7 +50,15 @@ impl From<tonic::Status> for CliError {
 #[serde(deny_unknown_fields)]
 pub struct CampaignFile {
     pub id: String,
-    pub arms: Vec<String>,
+    /// Each arm: its id, or a table `{ id, value, max_impressions,
+    /// max_conversions, cap_period }` (checked by [`Self::parse`]).
+    pub arms: Vec<toml::Value>,
+    /// The arms, parsed.
+    #[serde(skip)]
+    parsed_arms: Vec<pb::Arm>,
+    /// Share of decisions held out (uniform, not learned from).
+    #[serde(default)]
+    pub holdout_fraction: f64,
     #[serde(default)]
     pub reward_timeout_seconds: u32,
     #[serde(default)]
@@ -100,6 +108,30 @@ pub enum PolicyFile {
     },
 }
 
+/// An arm given as a table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArmTable {
+    id: String,
+    #[serde(default)]
+    value: f64,
+    #[serde(default)]
+    max_impressions: u64,
+    #[serde(default)]
+    max_conversions: u64,
+    #[serde(default)]
+    cap_period: CapPeriodFile,
+}
+
+/// `cap_period = "lifetime"` (default) or `"day"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CapPeriodFile {
+    #[default]
+    Lifetime,
+    Day,
+}
+
 /// `missing = "reject"` (default) or `"zero"`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -121,10 +153,41 @@ impl MissingFile {
 impl CampaignFile {
     /// Parses a campaign file; errors name the file, line and field.
     pub fn parse(path: &str, text: &str) -> Result<Self, CliError> {
-        toml::from_str(text).map_err(|e| CliError::Parse {
+        let bad = |message: String| CliError::Parse {
             path: path.to_string(),
-            message: e.to_string().trim_end().to_string(),
-        })
+            message,
+        };
+        let mut file: CampaignFile =
+            toml::from_str(text).map_err(|e| bad(e.to_string().trim_end().to_string()))?;
+        for (i, a) in file.arms.iter().enumerate() {
+            let arm = match a {
+                toml::Value::String(id) => pb::Arm {
+                    id: id.clone(),
+                    ..Default::default()
+                },
+                toml::Value::Table(_) => {
+                    let t = ArmTable::deserialize(a.clone())
+                        .map_err(|e| bad(format!("arms[{i}]: {}", e.to_string().trim_end())))?;
+                    pb::Arm {
+                        id: t.id,
+                        retired: false,
+                        value: t.value,
+                        max_impressions: t.max_impressions,
+                        max_conversions: t.max_conversions,
+                        cap_period: match t.cap_period {
+                            CapPeriodFile::Lifetime => pb::CapPeriod::Lifetime as i32,
+                            CapPeriodFile::Day => pb::CapPeriod::Day as i32,
+                        },
+                    }
+                }
+                other => return Err(bad(format!(
+                    "arms[{i}]: expected an id or a table {{ id = ..., value = ... }}, found {}",
+                    other.type_str()
+                ))),
+            };
+            file.parsed_arms.push(arm);
+        }
+        Ok(file)
     }
 
     pub fn into_wire(self) -> pb::Campaign {
@@ -178,15 +241,12 @@ impl CampaignFile {
         };
         pb::Campaign {
             id: self.id,
-            arms: self
-                .arms
-                .into_iter()
-                .map(|id| pb::Arm { id, retired: false })
-                .collect(),
+            arms: self.parsed_arms,
             policy,
             reward_timeout_seconds: self.reward_timeout_seconds,
             default_reward: self.default_reward,
             decay_half_life_seconds: self.decay_half_life_seconds,
+            holdout_fraction: self.holdout_fraction,
         }
     }
 }
@@ -299,8 +359,15 @@ pub async fn choose(
         .await?
         .into_inner();
     Ok(format!(
-        "decision_id {}\narm_id      {}\npropensity  {:.4}\n",
-        r.decision_id, r.arm_id, r.propensity
+        "decision_id {}\narm_id      {}\npropensity  {:.4}\n{}",
+        r.decision_id,
+        r.arm_id,
+        r.propensity,
+        if r.holdout {
+            "holdout     yes (chosen uniformly; its outcome is not learned)\n"
+        } else {
+            ""
+        }
     ))
 }
 
@@ -619,14 +686,40 @@ fn describe(c: &pb::Campaign) -> String {
         .arms
         .iter()
         .map(|a| {
-            if a.retired {
-                format!("{} (retired)", a.id)
+            let mut extras = Vec::new();
+            if a.value != 1.0 && a.value != 0.0 {
+                extras.push(format!("value {}", a.value));
+            }
+            let per = if a.cap_period == pb::CapPeriod::Day as i32 {
+                "/day, paced"
             } else {
+                ""
+            };
+            if a.max_impressions > 0 {
+                extras.push(format!("max {} impressions{per}", a.max_impressions));
+            }
+            if a.max_conversions > 0 {
+                let per = if per.is_empty() { "" } else { "/day" };
+                extras.push(format!("max {} conversions{per}", a.max_conversions));
+            }
+            if a.retired {
+                extras.push("retired".into());
+            }
+            if extras.is_empty() {
                 a.id.clone()
+            } else {
+                format!("{} ({})", a.id, extras.join(", "))
             }
         })
         .collect();
     let _ = writeln!(out, "arms            {}", arms.join(", "));
+    if c.holdout_fraction > 0.0 {
+        let _ = writeln!(
+            out,
+            "holdout         {:.1}% of decisions (uniform, not learned from)",
+            100.0 * c.holdout_fraction
+        );
+    }
     out
 }
 
@@ -649,22 +742,37 @@ pub fn stats_table(s: &pb::GetStatsResponse) -> String {
     if contextual {
         return linear_table(s, out);
     }
+    let valued = s
+        .segments
+        .iter()
+        .flat_map(|g| &g.arms)
+        .any(|a| a.value != 1.0 && a.value != 0.0);
+    let capped = s
+        .segments
+        .iter()
+        .flat_map(|g| &g.arms)
+        .any(|a| a.capped || a.period_impressions > 0 || a.period_conversions > 0);
     for seg in &s.segments {
         let name = segment_label(&seg.segment);
         let _ = writeln!(out, "\nsegment {name}");
-        let _ = writeln!(
-            out,
+        let mut head = format!(
             "  {:<24} {:>9} {:>8} {:>11} {:>8} {:>19} {:>8}",
             "ARM", "PULLS", "PENDING", "REWARD_SUM", "MEAN", "95% INTERVAL", "P(BEST)"
         );
+        if valued {
+            let _ = write!(head, " {:>10} {:>12}", "VALUE", "VALUE/DECISION");
+        }
+        if capped {
+            let _ = write!(head, "  {:<24}", "CAP PERIOD: IMPR / CONV");
+        }
+        let _ = writeln!(out, "{}", head.trim_end());
         for a in &seg.arms {
             let id = if a.retired {
                 format!("{} (retired)", a.arm_id)
             } else {
                 a.arm_id.clone()
             };
-            let _ = writeln!(
-                out,
+            let mut line = format!(
                 "  {:<24} {:>9} {:>8} {:>11.2} {:>7.2}% {:>8.2}% – {:>6.2}% {:>7.1}%",
                 id,
                 a.pulls,
@@ -675,9 +783,43 @@ pub fn stats_table(s: &pb::GetStatsResponse) -> String {
                 100.0 * a.ci_high,
                 100.0 * a.prob_best
             );
+            if valued {
+                let _ = write!(line, " {:>10.2} {:>14.4}", a.value, a.expected_value);
+            }
+            if capped && seg.segment.is_empty() {
+                let _ = write!(
+                    line,
+                    "  {} / {}{}",
+                    a.period_impressions,
+                    a.period_conversions,
+                    if a.capped { "  CAPPED" } else { "" }
+                );
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+        if let Some(u) = &seg.uplift {
+            let _ = writeln!(out, "{}", uplift_line(u));
         }
     }
     out
+}
+
+/// The policy against the holdout, in one line.
+pub fn uplift_line(u: &pb::Uplift) -> String {
+    let interval = if u.ci_low.is_finite() && u.ci_high.is_finite() {
+        format!("95% interval {:+.3} to {:+.3}", u.ci_low, u.ci_high)
+    } else {
+        "95% interval not yet known (fewer than 2 outcomes on a side)".to_string()
+    };
+    format!(
+        "  uplift over the holdout: {:+.4} per decision ({:+.1}%), {interval}; policy {:.4} over {} decisions, holdout {:.4} over {}",
+        u.uplift,
+        100.0 * u.relative_uplift,
+        u.policy_mean,
+        u.policy_decisions,
+        u.holdout_mean,
+        u.holdout_decisions
+    )
 }
 
 /// Stats of a contextual campaign: tallies per segment, then θ per arm.

@@ -70,6 +70,7 @@ fn lin_campaign() -> pb::Campaign {
             .map(|a| pb::Arm {
                 id: a.to_string(),
                 retired: false,
+                ..Default::default()
             })
             .collect(),
         policy: Some(pb::campaign::Policy::Linucb(pb::LinUcb {
@@ -82,6 +83,7 @@ fn lin_campaign() -> pb::Campaign {
         reward_timeout_seconds: 2,
         default_reward: 0.0,
         decay_half_life_seconds: None,
+        holdout_fraction: 0.0,
     }
 }
 

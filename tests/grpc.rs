@@ -432,6 +432,7 @@ async fn arms_added_and_retired_at_runtime() {
             arms: vec![pb::Arm {
                 id: "old".into(),
                 retired: false,
+                ..Default::default()
             }],
         })
         .await
@@ -443,6 +444,7 @@ async fn arms_added_and_retired_at_runtime() {
             arms: vec![pb::Arm {
                 id: "new".into(),
                 retired: false,
+                ..Default::default()
             }],
         })
         .await
@@ -769,10 +771,12 @@ async fn lints_floor_and_decay_over_grpc() {
             pb::Arm {
                 id: "a".into(),
                 retired: false,
+                ..Default::default()
             },
             pb::Arm {
                 id: "b".into(),
                 retired: false,
+                ..Default::default()
             },
         ],
         policy: Some(pb::campaign::Policy::Lints(pb::LinTs {
@@ -785,6 +789,7 @@ async fn lints_floor_and_decay_over_grpc() {
         reward_timeout_seconds: 60,
         default_reward: 0.0,
         decay_half_life_seconds: None,
+        holdout_fraction: 0.0,
     };
     let created = create(&mut admin, lints.clone()).await;
     match created.policy {

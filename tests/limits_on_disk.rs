@@ -32,6 +32,7 @@ fn no_value_reaches_the_blob_threshold_at_the_limits() {
                 .map(|i| ArmSpec {
                     id: arm_id(i),
                     retired: false,
+                    ..ArmSpec::default()
                 })
                 .collect(),
             policy: PolicySpec::LinUcb {
@@ -44,6 +45,7 @@ fn no_value_reaches_the_blob_threshold_at_the_limits() {
             reward_timeout_seconds: 3600,
             default_reward: 0.0,
             decay_half_life_seconds: None,
+            holdout_fraction: 0.0,
         })
         .expect("create");
     for i in 0..400 {

@@ -18,6 +18,7 @@ fn contextual(id: &str, missing: pb::MissingFeature) -> pb::Campaign {
             .map(|a| pb::Arm {
                 id: a.to_string(),
                 retired: false,
+                ..Default::default()
             })
             .collect(),
         policy: Some(pb::campaign::Policy::Linucb(pb::LinUcb {
@@ -30,6 +31,7 @@ fn contextual(id: &str, missing: pb::MissingFeature) -> pb::Campaign {
         reward_timeout_seconds: 600,
         default_reward: 0.0,
         decay_half_life_seconds: None,
+        holdout_fraction: 0.0,
     }
 }
 

@@ -40,6 +40,7 @@ fn best_share(setup: Setup, disagree: bool, seed: u64) -> f64 {
                 .map(|i| ArmSpec {
                     id: format!("offer-{i}"),
                     retired: false,
+                    ..ArmSpec::default()
                 })
                 .collect(),
             policy: PolicySpec::Thompson {
@@ -51,6 +52,7 @@ fn best_share(setup: Setup, disagree: bool, seed: u64) -> f64 {
             reward_timeout_seconds: 3600,
             default_reward: 0.0,
             decay_half_life_seconds: None,
+            holdout_fraction: 0.0,
         })
         .expect("create");
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xdead_beef);

@@ -27,12 +27,14 @@ fn campaign(id: &str) -> pb::CreateCampaignRequest {
                 .map(|a| pb::Arm {
                     id: (*a).into(),
                     retired: false,
+                    ..Default::default()
                 })
                 .collect(),
             policy: None,
             reward_timeout_seconds: 3600,
             default_reward: 0.0,
             decay_half_life_seconds: None,
+            holdout_fraction: 0.0,
         }),
     }
 }

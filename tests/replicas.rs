@@ -399,6 +399,7 @@ mod answers {
                 .map(|a| pb::Arm {
                     id: a.to_string(),
                     retired: false,
+                    ..Default::default()
                 })
                 .collect(),
             policy: Some(pb::campaign::Policy::Thompson(
@@ -407,6 +408,7 @@ mod answers {
             reward_timeout_seconds: timeout_s,
             default_reward: 0.0,
             decay_half_life_seconds: None,
+            holdout_fraction: 0.0,
         }
     }
 
@@ -535,6 +537,7 @@ mod answers {
             arms: vec![pb::Arm {
                 id: "c".into(),
                 retired: false,
+                ..Default::default()
             }],
         })
         .await

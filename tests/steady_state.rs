@@ -52,12 +52,14 @@ fn decisions_and_disk_stay_bounded_under_steady_traffic() {
                 .map(|i| ArmSpec {
                     id: format!("offer-{i}"),
                     retired: false,
+                    ..ArmSpec::default()
                 })
                 .collect(),
             policy: PolicySpec::thompson_default(),
             reward_timeout_seconds: 2,
             default_reward: 0.0,
             decay_half_life_seconds: None,
+            holdout_fraction: 0.0,
         })
         .expect("create");
     let req = ChooseRequest {

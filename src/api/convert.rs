@@ -6,8 +6,8 @@
 
 use super::pb;
 use crate::campaign::{
-    ArmSpec, CampaignSpec, PolicySpec, Pooling, DEFAULT_EPSILON, DEFAULT_EXPLORATION_FLOOR,
-    DEFAULT_LINTS_SCALE, DEFAULT_REWARD_TIMEOUT_SECONDS,
+    ArmSpec, Budget, CampaignSpec, CapPeriod, PolicySpec, Pooling, DEFAULT_EPSILON,
+    DEFAULT_EXPLORATION_FLOOR, DEFAULT_LINTS_SCALE, DEFAULT_REWARD_TIMEOUT_SECONDS,
 };
 use crate::engine::{
     ArmReport, ChooseRequest, ExportHeader, ExportOutcome, ExportRecord, SegmentReport,
@@ -94,11 +94,8 @@ impl TryFrom<pb::Campaign> for CampaignSpec {
             arms: c
                 .arms
                 .into_iter()
-                .map(|a| ArmSpec {
-                    id: a.id,
-                    retired: false,
-                })
-                .collect(),
+                .map(arm_from_wire)
+                .collect::<Result<_, _>>()?,
             policy,
             reward_timeout_seconds: if c.reward_timeout_seconds == 0 {
                 DEFAULT_REWARD_TIMEOUT_SECONDS
@@ -107,6 +104,7 @@ impl TryFrom<pb::Campaign> for CampaignSpec {
             },
             default_reward: c.default_reward,
             decay_half_life_seconds: c.decay_half_life_seconds,
+            holdout_fraction: c.holdout_fraction,
         })
     }
 }
@@ -166,12 +164,20 @@ impl From<CampaignSpec> for pb::Campaign {
                 .map(|a| pb::Arm {
                     id: a.id,
                     retired: a.retired,
+                    value: a.value,
+                    max_impressions: a.budget.max_impressions,
+                    max_conversions: a.budget.max_conversions,
+                    cap_period: match a.budget.period {
+                        CapPeriod::Lifetime => pb::CapPeriod::Lifetime as i32,
+                        CapPeriod::Day => pb::CapPeriod::Day as i32,
+                    },
                 })
                 .collect(),
             policy: Some(policy),
             reward_timeout_seconds: c.reward_timeout_seconds,
             default_reward: c.default_reward,
             decay_half_life_seconds: c.decay_half_life_seconds,
+            holdout_fraction: c.holdout_fraction,
         }
     }
 }
@@ -196,6 +202,11 @@ impl From<ArmReport> for pb::ArmStats {
             exploration_bonus: a.exploration_bonus,
             residual_sd: a.residual_sd,
             effective_trials: a.effective_trials,
+            capped: a.capped,
+            value: a.value,
+            expected_value: a.expected_value,
+            period_impressions: a.period_impressions,
+            period_conversions: a.period_conversions,
         }
     }
 }
@@ -205,24 +216,50 @@ impl From<SegmentReport> for pb::SegmentStats {
         pb::SegmentStats {
             segment: s.segment,
             arms: s.arms.into_iter().map(Into::into).collect(),
+            uplift: s.uplift.map(|u| pb::Uplift {
+                policy_decisions: u.policy_decisions,
+                policy_mean: u.policy_mean,
+                holdout_decisions: u.holdout_decisions,
+                holdout_mean: u.holdout_mean,
+                uplift: u.uplift,
+                ci_low: u.ci_low,
+                ci_high: u.ci_high,
+                relative_uplift: u.relative_uplift,
+            }),
         }
     }
 }
 
-/// Arms to add: ids only (`retired` is output-only and must not be set).
+/// Arms to add (`retired` is output-only and must not be set).
 pub fn arms_from_wire(arms: Vec<pb::Arm>) -> Result<Vec<ArmSpec>, Error> {
-    arms.into_iter()
-        .map(|a| {
-            if a.retired {
-                Err(invalid(format!("arm {:?}: retired is output-only", a.id)))
-            } else {
-                Ok(ArmSpec {
-                    id: a.id,
-                    retired: false,
-                })
-            }
-        })
-        .collect()
+    arms.into_iter().map(arm_from_wire).collect()
+}
+
+/// One arm from the wire: value 0 means 1; the campaign validates the rest.
+fn arm_from_wire(a: pb::Arm) -> Result<ArmSpec, Error> {
+    if a.retired {
+        return Err(invalid(format!("arm {:?}: retired is output-only", a.id)));
+    }
+    let period = match pb::CapPeriod::try_from(a.cap_period) {
+        Ok(pb::CapPeriod::Lifetime) => CapPeriod::Lifetime,
+        Ok(pb::CapPeriod::Day) => CapPeriod::Day,
+        Err(_) => {
+            return Err(invalid(format!(
+                "arm {:?}: cap_period: unknown value {}",
+                a.id, a.cap_period
+            )))
+        }
+    };
+    Ok(ArmSpec {
+        value: if a.value == 0.0 { 1.0 } else { a.value },
+        budget: Budget {
+            max_impressions: a.max_impressions,
+            max_conversions: a.max_conversions,
+            period,
+        },
+        retired: false,
+        id: a.id,
+    })
 }
 
 /// Milliseconds since the Unix epoch as a protobuf `Timestamp`.
@@ -270,6 +307,7 @@ impl From<&ExportRecord> for pb::LoggedDecision {
             outcome: outcome as i32,
             reward,
             outcome_at: at.map(timestamp),
+            holdout: r.holdout,
         }
     }
 }
@@ -337,5 +375,6 @@ pub fn export_record(header: &ExportHeader, d: pb::LoggedDecision) -> Result<Exp
         probabilities: d.probabilities,
         context: header.features.iter().cloned().zip(d.context).collect(),
         outcome,
+        holdout: d.holdout,
     })
 }

@@ -37,6 +37,7 @@ impl Bandit for BanditService {
             decision_id,
             arm_id: choice.arm_id,
             propensity: choice.propensity,
+            holdout: choice.holdout,
         }))
     }
 

@@ -6,6 +6,7 @@ use super::state::CampaignCell;
 use super::{Choice, ChooseRequest, Engine};
 use crate::campaign::{limits, validate_id, validate_segment, PolicySpec};
 use crate::error::{invalid, Error, Result};
+use crate::journal::format::{Counted, Counters};
 use crate::journal::{format, Change, DecisionEntry};
 use std::sync::Arc;
 
@@ -45,7 +46,8 @@ impl Engine {
             }
         }
         let now = self.clock.now_ms();
-        let mut st = self.lock_for_change(&cell, 2)?;
+        // A segment, the decision, and an arm's budget counts.
+        let mut st = self.lock_for_change(&cell, 3)?;
         if st.log.pending() >= self.max_pending {
             return Err(Error::ResourceExhausted(format!(
                 "campaign {:?} has {} pending decisions, the limit",
@@ -53,6 +55,12 @@ impl Engine {
             )));
         }
         let x = context_vector(&st.spec.policy, &req.campaign_id, &req.context)?;
+        if !st.can_choose(now) {
+            return Err(Error::ResourceExhausted(format!(
+                "every active arm of campaign {:?} has reached a cap (max_impressions or max_conversions in its cap period); none can be shown now",
+                req.campaign_id
+            )));
+        }
         let Some((segment, new_segment)) = st.intern_segment(&req.segment, limits::MAX_SEGMENTS)
         else {
             return Err(Error::ResourceExhausted(format!(
@@ -104,8 +112,18 @@ impl Engine {
                 caller_id: caller_id.clone(),
                 context: context.clone(),
                 probs: pick.probs.clone(),
+                holdout: pick.holdout,
             },
         });
+        if let Some(counts) = st.count_impression(pick.arm, now) {
+            self.append(|| Change::Counters {
+                uid: cell.uid,
+                of: Counted::Budget {
+                    arm: pick.arm as u32,
+                },
+                counters: Counters::Budget(counts),
+            });
+        }
         let extra = (caller_id.is_some() || context.is_some()).then(|| {
             Box::new(Extra {
                 caller_id: caller_id.clone(),
@@ -120,18 +138,23 @@ impl Engine {
                 segment,
                 arm: pick.arm as u16,
                 status: DecisionStatus::Pending,
+                holdout: pick.holdout,
                 extra,
             },
         );
-        st.add_pending(segment, pick.arm, created_ms);
-        if let Some(x) = &context_for_linear {
-            st.add_pending_linear(pick.arm, x, created_ms);
+        // A holdout decision is never learned, so it is no evidence either.
+        if !pick.holdout {
+            st.add_pending(segment, pick.arm, created_ms);
+            if let Some(x) = &context_for_linear {
+                st.add_pending_linear(pick.arm, x, created_ms);
+            }
         }
         Ok(Choice {
             decision_id: caller_id.unwrap_or_else(|| own_id(cell.uid, at)),
             arm: pick.arm,
             arm_id: st.spec.arms[pick.arm].id.clone(),
             propensity: pick.propensity,
+            holdout: pick.holdout,
         })
     }
 
@@ -176,6 +199,7 @@ impl Engine {
             arm: usize::from(d.arm),
             arm_id: st.spec.arms[usize::from(d.arm)].id.clone(),
             propensity: d.propensity,
+            holdout: d.holdout,
         }))
     }
 }

@@ -38,6 +38,8 @@ pub struct Decision {
     pub segment: u32,
     pub arm: u16,
     pub status: DecisionStatus,
+    /// A holdout decision: chosen uniformly, never learned from.
+    pub holdout: bool,
     pub extra: Option<Box<Extra>>,
 }
 
@@ -289,6 +291,7 @@ mod tests {
             segment: 0,
             arm: 0,
             status: DecisionStatus::Pending,
+            holdout: false,
             extra: None,
         }
     }

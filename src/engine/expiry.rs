@@ -51,7 +51,7 @@ impl Engine {
                 .get(at)
                 .is_some_and(|d| d.status == DecisionStatus::Pending)
             {
-                self.admit(1)?;
+                self.admit(super::reward::RESOLVE_CHANGES)?;
                 let default = st.spec.default_reward;
                 self.resolve(cell, &mut st, at, default, Resolution::Expired, now);
                 expired += 1;

@@ -37,6 +37,8 @@ pub struct ExportRecord {
     /// Feature name and value, in the campaign's feature order.
     pub context: Vec<(String, f64)>,
     pub outcome: ExportOutcome,
+    /// A holdout decision (chosen uniformly, not learned from).
+    pub holdout: bool,
 }
 
 /// What an export needs to know of its campaign.
@@ -137,6 +139,7 @@ impl Engine {
                         .zip(d.context.iter().copied())
                         .collect(),
                     outcome,
+                    holdout: d.holdout,
                 };
                 visit(&header, record)
             },

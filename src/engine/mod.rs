@@ -28,6 +28,7 @@
 //! default one more reward timeout); after that its id is unknown
 //! (`NOT_FOUND`).
 
+mod budgets;
 mod campaigns;
 mod choose;
 mod decisions;
@@ -44,7 +45,7 @@ mod stats;
 pub use decisions::DecisionStatus;
 pub use export::{ExportHeader, ExportOutcome, ExportRecord};
 pub use replicated::Totals;
-pub use stats::{ArmReport, SegmentReport};
+pub use stats::{ArmReport, SegmentReport, UpliftReport};
 
 use crate::error::{Error, Result};
 use crate::journal::{Change, Journal, JournalError, JournalOptions, Mode, Ticket};
@@ -130,6 +131,8 @@ pub struct Choice {
     pub arm: usize,
     pub arm_id: String,
     pub propensity: f64,
+    /// A holdout decision (the campaign's `holdout_fraction`).
+    pub holdout: bool,
 }
 
 /// One campaign's figures for metrics.

@@ -67,6 +67,9 @@ impl Engine {
                         ),
                     }
                 }
+                for (of, counters) in std::mem::take(&mut c.counters) {
+                    st.load_counters(of, counters);
+                }
                 for d in c.drain_decisions() {
                     let (segment, arm) = (d.entry.segment, d.entry.arm);
                     if segment as usize >= st.segments.len() || usize::from(arm) >= arms {
@@ -89,6 +92,7 @@ impl Engine {
                                 segment: hole,
                                 arm: 0,
                                 status: DecisionStatus::Expired,
+                                holdout: false,
                                 extra: None,
                             },
                         );
@@ -114,6 +118,7 @@ impl Engine {
                             segment,
                             arm,
                             status,
+                            holdout: d.entry.holdout,
                             extra,
                         },
                     );
@@ -128,9 +133,12 @@ impl Engine {
                     }
                     decisions += 1;
                     if status == DecisionStatus::Pending {
-                        st.add_pending(segment, usize::from(arm), d.entry.created_ms);
-                        if let Some(x) = &d.entry.context {
-                            st.add_pending_linear(usize::from(arm), x, d.entry.created_ms);
+                        st.note_pending(usize::from(arm));
+                        if !d.entry.holdout {
+                            st.add_pending(segment, usize::from(arm), d.entry.created_ms);
+                            if let Some(x) = &d.entry.context {
+                                st.add_pending_linear(usize::from(arm), x, d.entry.created_ms);
+                            }
                         }
                     }
                     if let Some(id) = caller_id {

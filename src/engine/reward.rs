@@ -5,7 +5,12 @@ use super::decisions::DecisionStatus;
 use super::state::{CampaignCell, CampaignState};
 use super::{Engine, RewardOutcome};
 use crate::error::{invalid, Error, Result};
+use crate::journal::format::{Counted, Counters};
 use crate::journal::{Change, OutcomeEntry, Position, Resolution};
+
+/// Changes one resolution may append: the outcome, an arm's budget counts
+/// and a segment's uplift.
+pub(super) const RESOLVE_CHANGES: usize = 3;
 
 impl Engine {
     /// Learns the reward of a decision.
@@ -46,7 +51,7 @@ impl Engine {
             DecisionStatus::Pending => {}
         }
         let overdue = now > d.deadline_ms(st.timeout_ms());
-        self.admit(1)?;
+        self.admit(RESOLVE_CHANGES)?;
         if overdue {
             // Expired but not yet swept: resolve it now, exactly once.
             let default = st.spec.default_reward;
@@ -74,7 +79,7 @@ impl Engine {
     /// Learns one outcome of the pending decision at `at` and appends it to
     /// the journal: the decision's new status, the arm's new counts in its
     /// segment and (contextual campaigns) its ridge update, in one change.
-    /// The caller has admitted one change.
+    /// The caller has admitted [`RESOLVE_CHANGES`] changes.
     pub(super) fn resolve(
         &self,
         cell: &CampaignCell,
@@ -92,18 +97,32 @@ impl Engine {
             debug_assert!(false, "resolve() of a decision that is not pending");
             return;
         };
-        let (segment, arm, created_ms) = (d.segment, d.arm, d.created_ms);
+        let (segment, arm, created_ms, holdout) = (d.segment, d.arm, d.created_ms, d.holdout);
         let context = d.context().cloned();
-        let row = st.learn(
-            segment,
-            usize::from(arm),
-            reward,
-            created_ms,
-            now,
-            resolution == Resolution::Rewarded,
-        );
-        if let Some(x) = &context {
+        let rewarded = resolution == Resolution::Rewarded;
+        // A holdout decision's outcome is not learned (no row changes).
+        let row = (!holdout)
+            .then(|| st.learn(segment, usize::from(arm), reward, created_ms, now, rewarded));
+        if let (Some(x), false) = (&context, holdout) {
             st.resolve_linear(usize::from(arm), x, created_ms, reward);
+        }
+        let budget = st.count_outcome(usize::from(arm), rewarded && reward > 0.0, now);
+        let uplift = st.count_uplift(segment, holdout, reward);
+        if let Some(counts) = budget {
+            self.append(|| Change::Counters {
+                uid: cell.uid,
+                of: Counted::Budget {
+                    arm: u32::from(arm),
+                },
+                counters: Counters::Budget(counts),
+            });
+        }
+        if let Some(row) = uplift {
+            self.append(|| Change::Counters {
+                uid: cell.uid,
+                of: Counted::Uplift { segment },
+                counters: Counters::Uplift(row),
+            });
         }
         self.append(|| Change::Outcome {
             uid: cell.uid,

@@ -119,6 +119,8 @@ pub struct CampaignState {
     /// Set under this lock when the campaign is deleted: whoever still
     /// holds the cell must not change it any more.
     pub dead: bool,
+    /// Counts against the arms' caps, and the holdout's uplift moments.
+    pub budgets: super::budgets::Budgets,
     /// Reused buffers for one decision (no allocation on the hot path).
     scratch_arms: Vec<usize>,
     scratch_means: Vec<Option<f64>>,
@@ -135,6 +137,8 @@ pub struct Pick {
     /// P(chosen) for every arm by index, where the policy has it (for the
     /// decision log).
     pub probs: Option<Arc<[f64]>>,
+    /// A holdout decision (uniform among the arms that may be shown).
+    pub holdout: bool,
 }
 
 impl CampaignState {
@@ -154,12 +158,14 @@ impl CampaignState {
             delay_remote: Vec::new(),
             learning,
             dead: false,
+            budgets: Default::default(),
             scratch_arms: Vec::new(),
             scratch_means: Vec::new(),
             scratch_leaders: Vec::new(),
             uniform_probs: None,
         };
         st.widen_linear();
+        st.budgets_changed();
         st
     }
 
@@ -322,16 +328,67 @@ impl CampaignState {
         self.learning.evidence(&t, w, now_ms)
     }
 
+    /// Whether some active arm may be shown at `now_ms` (none is held
+    /// back by a cap); brings the caps to `now_ms` first.
+    pub fn can_choose(&mut self, now_ms: u64) -> bool {
+        self.check_caps(now_ms);
+        self.spec.active_arms().any(|a| !self.is_blocked(a))
+    }
+
     /// Picks an arm for segment number `segment` (see
     /// [`Self::intern_segment`]) at `now_ms`; `x` is the context vector of
     /// a contextual campaign (intercept first, validated by the engine).
+    /// Arms held back by a cap are left out (the caller has checked
+    /// [`Self::can_choose`]); with a holdout, a share of the decisions is
+    /// uniform among the others ([`Self::hold_out`]).
     pub fn choose(&mut self, segment: u32, x: Option<&[f64]>, now_ms: u64) -> Pick {
         self.scratch_arms.clear();
         self.scratch_arms.extend(self.spec.active_arms());
+        if self.budgets.any {
+            let blocked = &self.budgets.blocked;
+            self.scratch_arms
+                .retain(|&a| !blocked.get(a).copied().unwrap_or(false));
+        }
         debug_assert!(
             !self.scratch_arms.is_empty(),
-            "validation keeps one active arm"
+            "validation keeps one active arm, can_choose one that may be shown"
         );
+        if self.scratch_arms.is_empty() {
+            self.scratch_arms.extend(self.spec.active_arms());
+        }
+        let mut pick = self.choose_policy(segment, x, now_ms);
+        if self.spec.holdout_fraction > 0.0 {
+            self.hold_out(&mut pick);
+        }
+        pick
+    }
+
+    /// The holdout: with probability h the arm is drawn uniformly from the
+    /// K arms that may be shown instead of from the policy. The logged
+    /// vector and propensity are the mixture `h/K + (1−h)·p`, the exact
+    /// probability of each arm; the flag says which branch was taken.
+    fn hold_out(&mut self, pick: &mut Pick) {
+        let Some(policy) = pick.probs.clone() else {
+            debug_assert!(false, "every validated request has a vector");
+            return;
+        };
+        let h = self.spec.holdout_fraction;
+        let k = self.scratch_arms.len();
+        let mut mixed: Vec<f64> = policy.iter().map(|p| (1.0 - h) * p).collect();
+        for &a in &self.scratch_arms {
+            if let Some(m) = mixed.get_mut(a) {
+                *m += h / k as f64;
+            }
+        }
+        if rand::Rng::random::<f64>(&mut self.rng) < h {
+            pick.arm = self.scratch_arms[rand::Rng::random_range(&mut self.rng, 0..k)];
+            pick.holdout = true;
+        }
+        pick.propensity = mixed.get(pick.arm).copied().unwrap_or(pick.propensity);
+        pick.probs = Some(mixed.into());
+    }
+
+    fn choose_policy(&mut self, segment: u32, x: Option<&[f64]>, now_ms: u64) -> Pick {
         match self.spec.policy {
             PolicySpec::Thompson {
                 exploration_floor, ..
@@ -355,6 +412,7 @@ impl CampaignState {
                     arm: self.scratch_arms[i],
                     propensity,
                     probs: Some(probs),
+                    holdout: false,
                 }
             }
             PolicySpec::EpsilonGreedy { epsilon } => {
@@ -378,7 +436,8 @@ impl CampaignState {
                     };
                     let tried = t.total_n() > 0 || t.total_pending() > 0;
                     let ev = self.learning.evidence(&t, &w, now_ms);
-                    means.push(tried.then(|| if ev.n > 0.0 { ev.y / ev.n } else { 0.0 }));
+                    let value = self.spec.arms[a].value;
+                    means.push(tried.then(|| if ev.n > 0.0 { value * ev.y / ev.n } else { 0.0 }));
                 }
                 let mut leaders = std::mem::take(&mut self.scratch_leaders);
                 let (i, propensity) = epsilon_greedy(&means, epsilon, &mut leaders, &mut self.rng);
@@ -396,6 +455,7 @@ impl CampaignState {
                     arm: self.scratch_arms[i],
                     propensity,
                     probs: Some(probs.into()),
+                    holdout: false,
                 }
             }
             PolicySpec::LinUcb {
@@ -479,6 +539,7 @@ impl CampaignState {
                     arm: c.arm,
                     propensity: c.propensity,
                     probs,
+                    holdout: false,
                 }
             }
             None => {
@@ -487,6 +548,7 @@ impl CampaignState {
                     arm: self.scratch_arms[i],
                     propensity,
                     probs: None,
+                    holdout: false,
                 }
             }
         }
@@ -531,6 +593,7 @@ impl CampaignState {
             arm,
             propensity: cache.probs[arm],
             probs: Some(cache.probs.clone()),
+            holdout: false,
         }
     }
 
@@ -556,10 +619,11 @@ impl CampaignState {
             .iter()
             .map(|&a| self.posterior_with(key, a, &w, now_ms))
             .collect();
+        let values: Vec<f64> = active.iter().map(|&a| self.spec.arms[a].value).collect();
         let mut probs = if posts.len() <= QUADRATURE_MAX_ARMS {
-            thompson::prob_best_exact(&posts, QUADRATURE_POINTS)
+            thompson::prob_best_valued(&posts, &values, QUADRATURE_POINTS)
         } else {
-            thompson::prob_best(&posts, MONTE_CARLO_DRAWS, &mut self.rng)
+            thompson::prob_best_valued_mc(&posts, &values, MONTE_CARLO_DRAWS, &mut self.rng)
         };
         thompson::with_floor(&mut probs, floor);
         let mut by_arm = vec![0.0; self.spec.arms.len()];
@@ -713,6 +777,7 @@ impl CampaignState {
             .resize(self.spec.arms.len(), ArmTally::default());
         self.learning.widen(self.spec.arms.len());
         self.widen_linear();
+        self.budgets_changed();
         self.arms_version = self.arms_version.wrapping_add(1);
     }
 

@@ -9,9 +9,10 @@
 use super::Engine;
 use crate::campaign::{validate_segment, PolicySpec, INTERCEPT};
 use crate::error::Result;
+use crate::journal::format::{Moments, UpliftRow};
 use crate::policy::beta::credible_interval_95;
 use crate::policy::linucb::LinearArm;
-use crate::policy::thompson::{prob_best_exact, BetaParams};
+use crate::policy::thompson::{prob_best_valued, BetaParams};
 
 /// Grid points per arm of the probability-best quadrature (accurate to
 /// about 1e-4, below the report's printed precision of 0.1%).
@@ -39,6 +40,15 @@ pub struct ArmReport {
     pub residual_sd: f64,
     /// Resolved outcomes plus pending decisions as fractional trials.
     pub effective_trials: f64,
+    /// The arm's value per conversion.
+    pub value: f64,
+    /// Expected value per decision: mean × value.
+    pub expected_value: f64,
+    /// Held back by a cap now (campaign-wide line only).
+    pub capped: bool,
+    /// Impressions and conversions in the current cap period (arms with caps).
+    pub period_impressions: u64,
+    pub period_conversions: u64,
 }
 
 /// All arms of one segment; segment "" is the campaign-wide aggregate.
@@ -46,6 +56,53 @@ pub struct ArmReport {
 pub struct SegmentReport {
     pub segment: String,
     pub arms: Vec<ArmReport>,
+    /// Campaigns with a holdout: the policy against the holdout.
+    pub uplift: Option<UpliftReport>,
+}
+
+/// The policy's mean reward against the holdout's, with a 95% interval for
+/// the difference (Welch's unequal-variance normal approximation: the
+/// difference of means ± 1.96·sqrt(s²ₚ/nₚ + s²ₕ/nₕ)). The interval is
+/// infinite until each side has two resolved outcomes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UpliftReport {
+    pub policy_decisions: u64,
+    pub policy_mean: f64,
+    pub holdout_decisions: u64,
+    pub holdout_mean: f64,
+    pub uplift: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// uplift / holdout_mean (0 when the holdout's mean is 0).
+    pub relative_uplift: f64,
+}
+
+impl UpliftReport {
+    pub fn from_moments(policy: &Moments, holdout: &Moments) -> Self {
+        let mean = |m: &Moments| if m.n > 0 { m.sum / m.n as f64 } else { 0.0 };
+        // The unbiased variance of the mean, or ∞ below two outcomes.
+        let var_of_mean = |m: &Moments| {
+            if m.n < 2 {
+                return f64::INFINITY;
+            }
+            let n = m.n as f64;
+            let mu = m.sum / n;
+            ((m.sq - n * mu * mu).max(0.0) / (n - 1.0)) / n
+        };
+        let (mp, mh) = (mean(policy), mean(holdout));
+        let uplift = mp - mh;
+        let half = 1.96 * (var_of_mean(policy) + var_of_mean(holdout)).sqrt();
+        UpliftReport {
+            policy_decisions: policy.n,
+            policy_mean: mp,
+            holdout_decisions: holdout.n,
+            holdout_mean: mh,
+            uplift,
+            ci_low: uplift - half,
+            ci_high: uplift + half,
+            relative_uplift: if mh != 0.0 { uplift / mh } else { 0.0 },
+        }
+    }
 }
 
 struct Row {
@@ -53,6 +110,7 @@ struct Row {
     posteriors: Vec<BetaParams>,
     tallies: Vec<(u64, u64, f64)>,
     effective: Vec<f64>,
+    uplift: Option<UpliftReport>,
 }
 
 impl Engine {
@@ -63,10 +121,37 @@ impl Engine {
         validate_segment(segment)?;
         let cell = self.campaign(campaign_id)?;
         let now = self.clock.now_ms();
-        let (rows, arms, linear) = {
+        let (rows, arms, linear, caps) = {
             let mut st = cell.state.lock();
+            st.check_caps(now);
             let w = st.learning.weights(now).clone();
             let st = &*st;
+            let holdout = st.spec.holdout_fraction > 0.0;
+            let uplift_of = |seg: Option<&super::state::Segment>| {
+                if !holdout {
+                    return None;
+                }
+                let u = &st.budgets.uplift;
+                let row = match seg {
+                    None => u.iter().fold(UpliftRow::default(), |acc, r| UpliftRow {
+                        policy: acc.policy.plus(&r.policy),
+                        holdout: acc.holdout.plus(&r.holdout),
+                    }),
+                    Some(s) => st
+                        .segment_index
+                        .get(&s.name)
+                        .and_then(|&no| u.get(no as usize))
+                        .copied()
+                        .unwrap_or_default(),
+                };
+                Some(UpliftReport::from_moments(&row.policy, &row.holdout))
+            };
+            let caps: Vec<(bool, u64, u64)> = (0..st.spec.arms.len())
+                .map(|a| {
+                    let c = st.budgets.counts.get(a).copied().unwrap_or_default();
+                    (st.is_blocked(a), c.impressions, c.conversions)
+                })
+                .collect();
             let pools = st.current_pools(&w, now);
             let mut rows = Vec::new();
             let mut push = |name: &str, seg: Option<&super::state::Segment>| {
@@ -102,6 +187,7 @@ impl Engine {
                     posteriors,
                     tallies,
                     effective,
+                    uplift: uplift_of(seg),
                 });
             };
             if segment.is_empty() {
@@ -146,7 +232,7 @@ impl Engine {
                 }),
                 _ => None,
             };
-            (rows, st.spec.arms.clone(), linear)
+            (rows, st.spec.arms.clone(), linear, caps)
         };
         let linear = linear.map(|l| l.report());
         let active: Vec<usize> = (0..arms.len()).filter(|&a| !arms[a].retired).collect();
@@ -155,7 +241,9 @@ impl Engine {
             .map(|row| {
                 let active_posts: Vec<BetaParams> =
                     active.iter().map(|&a| row.posteriors[a]).collect();
-                let pb = prob_best_exact(&active_posts, QUADRATURE_POINTS);
+                let values: Vec<f64> = active.iter().map(|&a| arms[a].value).collect();
+                let pb = prob_best_valued(&active_posts, &values, QUADRATURE_POINTS);
+                let campaign_wide = row.segment.is_empty();
                 let mut best = vec![0.0; arms.len()];
                 for (&a, p) in active.iter().zip(pb) {
                     best[a] = p;
@@ -181,6 +269,11 @@ impl Engine {
                             exploration_bonus: 0.0,
                             residual_sd: 0.0,
                             effective_trials: row.effective[a],
+                            value: spec.value,
+                            expected_value: post.mean() * spec.value,
+                            capped: campaign_wide && caps[a].0,
+                            period_impressions: if spec.budget.is_none() { 0 } else { caps[a].1 },
+                            period_conversions: if spec.budget.is_none() { 0 } else { caps[a].2 },
                         };
                         if let Some(lin) = linear.as_ref().and_then(|l| l.get(a)) {
                             report.mean = lin.prediction;
@@ -191,6 +284,7 @@ impl Engine {
                             report.prob_best = 0.0;
                             report.theta = lin.theta.clone();
                             report.exploration_bonus = lin.bonus;
+                            report.expected_value = lin.prediction;
                         }
                         report
                     })
@@ -198,6 +292,7 @@ impl Engine {
                 SegmentReport {
                     segment: row.segment,
                     arms,
+                    uplift: row.uplift,
                 }
             })
             .collect())

@@ -26,12 +26,14 @@ fn spec(id: &str, arms: usize, timeout_s: u32, default_reward: f64) -> CampaignS
             .map(|i| ArmSpec {
                 id: format!("arm{i}"),
                 retired: false,
+                ..ArmSpec::default()
             })
             .collect(),
         policy: PolicySpec::thompson_default(),
         reward_timeout_seconds: timeout_s,
         default_reward,
         decay_half_life_seconds: None,
+        holdout_fraction: 0.0,
     }
 }
 
@@ -1248,4 +1250,253 @@ fn check_finds_a_remembered_decision_missing_from_the_log() {
             .any(|v| v.contains("is not in the decision log")),
         "{report}"
     );
+}
+
+/// A Thompson campaign whose arms carry these values and budgets.
+fn marketing_spec(id: &str, arms: &[(f64, crate::campaign::Budget)], holdout: f64) -> CampaignSpec {
+    CampaignSpec {
+        arms: arms
+            .iter()
+            .enumerate()
+            .map(|(i, (value, budget))| ArmSpec {
+                id: format!("arm{i}"),
+                value: *value,
+                budget: *budget,
+                ..ArmSpec::default()
+            })
+            .collect(),
+        holdout_fraction: holdout,
+        ..spec(id, 1, 3600, 0.0)
+    }
+}
+
+fn no_cap() -> crate::campaign::Budget {
+    crate::campaign::Budget::default()
+}
+
+// A holdout of 20%: about a fifth of the decisions are flagged, each
+// propensity is the exact mixture h/K + (1−h)·p, a holdout's reward changes
+// no posterior, and the uplift of the policy over the holdout is reported
+// with its interval; all of it survives a restart.
+#[test]
+fn holdout_decisions_are_flagged_exact_unlearned_and_give_the_uplift() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), &clock, 21);
+    e.create_campaign(marketing_spec("h", &[(1.0, no_cap()); 3], 0.2))
+        .expect("create");
+    let mut rng = SmallRng::seed_from_u64(3);
+    let (mut held, n) = (0u32, 4000u32);
+    for _ in 0..n {
+        let before = totals(&e, "h");
+        let d = e.choose(&req("h", "s")).expect("choose");
+        assert!(d.propensity >= 0.2 / 3.0 - 1e-12, "{}", d.propensity);
+        // arm0 converts at 30% (the policy finds it), the others at 5%.
+        let rate = if d.arm == 0 { 0.3 } else { 0.05 };
+        let r = f64::from(u8::from(rand::Rng::random_bool(&mut rng, rate)));
+        e.reward(&d.decision_id, r).expect("reward");
+        if d.holdout {
+            held += 1;
+            assert_eq!(totals(&e, "h"), before, "a holdout decision is not learned");
+        }
+    }
+    // Binomial(4000, 0.2): sd 25; ±5 sd.
+    assert!((675..=925).contains(&held), "{held} holdout decisions");
+    let stats = e.stats("h", "").expect("stats");
+    let u = stats[0].uplift.expect("uplift");
+    assert_eq!(u.holdout_decisions, u64::from(held));
+    assert_eq!(u.policy_decisions, u64::from(n - held));
+    // The holdout converts at about (0.3 + 0.05 + 0.05)/3 ≈ 0.133; the policy
+    // near 0.3: the uplift's interval excludes 0.
+    assert!(u.ci_low > 0.0 && u.ci_high > u.uplift, "{u:?}");
+    assert!((u.holdout_mean - 0.133).abs() < 0.04, "{u:?}");
+    // The logged vector is the mixture: every entry at least h/K, summing to 1.
+    let records = export_all(&e, "h", false);
+    assert_eq!(records.iter().filter(|r| r.holdout).count(), held as usize);
+    for r in records.iter().take(200) {
+        assert!((r.probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert_eq!(
+            r.probabilities[r.arm_index].to_bits(),
+            r.propensity.to_bits()
+        );
+    }
+    e.shutdown().expect("shutdown");
+    drop(e);
+    clean(&store);
+    let e = engine(store, &clock, 21);
+    assert_eq!(e.stats("h", "").expect("stats"), stats);
+}
+
+// A lifetime cap of 7 impressions holds exactly under 4 threads of
+// concurrent calls: the arm gets 7 decisions, then probability 0 (the
+// others renormalised), GetStats shows it capped, and a restart keeps it
+// capped. With every arm capped, Choose is RESOURCE_EXHAUSTED.
+#[test]
+fn an_impression_cap_holds_exactly_under_concurrency_and_restarts() {
+    use crate::campaign::{Budget, CapPeriod};
+    let cap = |n| Budget {
+        max_impressions: n,
+        max_conversions: 0,
+        period: CapPeriod::Lifetime,
+    };
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let store = Arc::new(MemoryStore::new());
+    let e = Arc::new(engine(store.clone(), &clock, 22));
+    e.create_campaign(marketing_spec("b", &[(1.0, cap(7)), (1.0, cap(400))], 0.0))
+        .expect("create");
+    let served: Vec<Vec<usize>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let e = e.clone();
+                s.spawn(move || {
+                    (0..60)
+                        .map(|_| e.choose(&req("b", "")).expect("choose").arm)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("join"))
+            .collect()
+    });
+    let arm0 = served.iter().flatten().filter(|&&a| a == 0).count();
+    assert_eq!(arm0, 7, "the cap is reached exactly, never exceeded");
+    let d = e.choose(&req("b", "")).expect("choose");
+    assert_eq!(
+        (d.arm, d.propensity),
+        (1, 1.0),
+        "the capped arm has probability 0"
+    );
+    let stats = e.stats("b", "").expect("stats");
+    assert!(stats[0].arms[0].capped && !stats[0].arms[1].capped);
+    assert_eq!(stats[0].arms[0].period_impressions, 7);
+    e.shutdown().expect("shutdown");
+    drop(e);
+    clean(&store);
+    let e = engine(store, &clock, 22);
+    let stats = e.stats("b", "").expect("stats");
+    assert!(stats[0].arms[0].capped);
+    assert_eq!(stats[0].arms[1].period_impressions, 241 - 7);
+    for _ in 0..(400 - 234) {
+        assert_eq!(e.choose(&req("b", "")).expect("choose").arm, 1);
+    }
+    let before = e.fingerprint();
+    assert!(matches!(
+        e.choose(&req("b", "")),
+        Err(Error::ResourceExhausted(_))
+    ));
+    assert_eq!(e.fingerprint(), before, "a refused call changes nothing");
+}
+
+// A conversion cap reserves one conversion per pending decision: with a
+// cap of 3, conversions + pending never pass 3 whatever the rewards, every
+// decision of the arm converts (one round later) and it stops at exactly 3.
+#[test]
+fn a_conversion_cap_is_never_exceeded_by_pending_decisions() {
+    use crate::campaign::{Budget, CapPeriod};
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let e = engine(Arc::new(MemoryStore::new()), &clock, 23);
+    let capped = Budget {
+        max_impressions: 0,
+        max_conversions: 3,
+        period: CapPeriod::Lifetime,
+    };
+    let mut spec = marketing_spec("v", &[(1.0, capped), (1.0, no_cap())], 0.0);
+    spec.reward_timeout_seconds = 10;
+    e.create_campaign(spec).expect("create");
+    let mut waiting: Vec<Arc<str>> = Vec::new();
+    let mut chosen0 = 0;
+    for round in 0..200u64 {
+        clock.store(1_000_000 + round * 4_000, Ordering::Relaxed);
+        for id in waiting.drain(..) {
+            e.reward(&id, 1.0).expect("reward within the timeout");
+        }
+        for _ in 0..3 {
+            let d = e.choose(&req("v", "")).expect("choose");
+            if d.arm == 0 {
+                chosen0 += 1;
+                waiting.push(d.decision_id);
+            }
+            let a = &e.stats("v", "").expect("stats")[0].arms[0];
+            assert!(
+                a.period_conversions + a.pending <= 3,
+                "round {round}: {a:?}"
+            );
+        }
+    }
+    let a = &e.stats("v", "").expect("stats")[0].arms[0];
+    assert_eq!((a.period_conversions, chosen0), (3, 3));
+    assert!(a.capped);
+}
+
+// A daily impression cap is paced over the UTC day: by 6:00 at most a
+// quarter is spent however much traffic comes, by the end of the day all
+// of it, and the next day starts afresh.
+#[test]
+fn a_daily_cap_is_paced_over_the_day() {
+    use crate::campaign::{Budget, CapPeriod};
+    let day0 = 20_000 * 86_400_000u64;
+    let clock = Arc::new(AtomicU64::new(day0));
+    let e = engine(Arc::new(MemoryStore::new()), &clock, 24);
+    let daily = Budget {
+        max_impressions: 240,
+        max_conversions: 0,
+        period: CapPeriod::Day,
+    };
+    e.create_campaign(marketing_spec("p", &[(5.0, daily), (1.0, no_cap())], 0.0))
+        .expect("create");
+    let mut by_hour = vec![0u64; 48];
+    // 100 requests a minute for two days; arm 0 is the favourite (value 5).
+    for minute in 0..(48 * 60u64) {
+        clock.store(day0 + minute * 60_000, Ordering::Relaxed);
+        for _ in 0..100 {
+            let d = e.choose(&req("p", "")).expect("choose");
+            if d.arm == 0 {
+                by_hour[(minute / 60) as usize] += 1;
+            }
+        }
+        if minute % 30 == 0 {
+            e.expire_due().expect("sweep");
+        }
+    }
+    let first6: u64 = by_hour[..6].iter().sum();
+    assert!((59..=61).contains(&first6), "{first6} by 6:00 of 240/day");
+    let day1: u64 = by_hour[..24].iter().sum();
+    let day2: u64 = by_hour[24..].iter().sum();
+    assert_eq!((day1, day2), (240, 240), "{by_hour:?}");
+    assert!(by_hour.iter().all(|&h| h <= 11), "evenly: {by_hour:?}");
+}
+
+// Value-aware Thompson: arm0 converts at 8% for 1, arm1 at 4% for 5; after
+// learning, the campaign plays arm1 (0.20 per decision against 0.08), and
+// GetStats gives the expected value per decision.
+#[test]
+fn thompson_prefers_the_higher_rate_times_value() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let e = engine(Arc::new(MemoryStore::new()), &clock, 25);
+    e.create_campaign(marketing_spec(
+        "val",
+        &[(1.0, no_cap()), (5.0, no_cap())],
+        0.0,
+    ))
+    .expect("create");
+    let mut rng = SmallRng::seed_from_u64(8);
+    let mut late = [0u32; 2];
+    for i in 0..6000 {
+        let d = e.choose(&req("val", "")).expect("choose");
+        let rate = [0.08, 0.04][d.arm];
+        let r = f64::from(u8::from(rand::Rng::random_bool(&mut rng, rate)));
+        e.reward(&d.decision_id, r).expect("reward");
+        if i >= 5000 {
+            late[d.arm] += 1;
+        }
+    }
+    assert!(late[1] > 900, "{late:?}");
+    let s = e.stats("val", "").expect("stats");
+    let a = &s[0].arms[1];
+    assert_eq!(a.value, 5.0);
+    assert!((a.expected_value - 5.0 * a.mean).abs() < 1e-12);
+    assert!((a.expected_value - 0.2).abs() < 0.03, "{a:?}");
+    assert!(s[0].arms[1].prob_best > 0.95, "by value: {:?}", s[0].arms);
 }

@@ -233,13 +233,16 @@ fn check_campaign(
                     Resolution::Rewarded => summary.rewarded += 1,
                     Resolution::Expired => summary.expired += 1,
                 }
-                let e = expected
-                    .entry((d.entry.segment, u32::from(d.entry.arm)))
-                    .or_default();
-                e.0 += 1;
-                e.1 += o.reward;
-                if d.entry.context.is_some() {
-                    *linear_expected.entry(u32::from(d.entry.arm)).or_default() += 1;
+                // A holdout decision is never learned: no row counts it.
+                if !d.entry.holdout {
+                    let e = expected
+                        .entry((d.entry.segment, u32::from(d.entry.arm)))
+                        .or_default();
+                    e.0 += 1;
+                    e.1 += o.reward;
+                    if d.entry.context.is_some() {
+                        *linear_expected.entry(u32::from(d.entry.arm)).or_default() += 1;
+                    }
                 }
             }
         }

@@ -53,6 +53,7 @@ const DECISIONS: u8 = b'd';
 const OUTCOMES: u8 = b'o';
 const WATERMARK: u8 = b'w';
 const DELAY: u8 = b'g';
+const COUNTERS: u8 = b'k';
 
 /// A position in a campaign's decision log: (run, slot), ordered.
 pub type Position = (u32, u64);
@@ -77,6 +78,8 @@ pub struct DecisionEntry {
     /// P(chosen) for every arm where the policy has it: for the decision
     /// log only (the state's blocks do not keep it).
     pub probs: Option<Arc<[f64]>>,
+    /// A holdout decision: chosen uniformly, never learned from.
+    pub holdout: bool,
 }
 
 /// How a decision was resolved.
@@ -139,6 +142,120 @@ pub enum Key {
     Outcomes { uid: u64, run: u32, first_seq: u64 },
     Watermark { uid: u64 },
     Delay { uid: u64 },
+    Counters { uid: u64, of: Counted },
+}
+
+/// What a counters row counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Counted {
+    /// An arm's impressions and conversions against its caps.
+    Budget { arm: u32 },
+    /// A segment's policy and holdout outcomes (the uplift).
+    Uplift { segment: u32 },
+}
+
+/// An arm's counts against its caps in the current cap period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BudgetRow {
+    pub impressions: u64,
+    pub conversions: u64,
+    /// The UTC day (ms since the epoch / 86,400,000) the counts are of;
+    /// 0 for lifetime caps.
+    pub day: u64,
+}
+
+/// Count, sum and sum of squares of some rewards.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Moments {
+    pub n: u64,
+    pub sum: f64,
+    pub sq: f64,
+}
+
+impl Moments {
+    pub fn add(&mut self, r: f64) {
+        self.n += 1;
+        self.sum += r;
+        self.sq += r * r;
+    }
+
+    pub fn plus(&self, o: &Moments) -> Moments {
+        Moments {
+            n: self.n + o.n,
+            sum: self.sum + o.sum,
+            sq: self.sq + o.sq,
+        }
+    }
+}
+
+/// A segment's resolved outcomes of the policy's decisions and of the holdout's.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UpliftRow {
+    pub policy: Moments,
+    pub holdout: Moments,
+}
+
+/// A counters row's value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Counters {
+    Budget(BudgetRow),
+    Uplift(UpliftRow),
+}
+
+pub fn counters_key(uid: u64, of: Counted) -> Vec<u8> {
+    match of {
+        Counted::Budget { arm } => campaign_key(uid, COUNTERS, &[&[0], &arm.to_be_bytes()]),
+        Counted::Uplift { segment } => campaign_key(uid, COUNTERS, &[&[1], &segment.to_be_bytes()]),
+    }
+}
+
+pub fn encode_counters(c: &Counters) -> Vec<u8> {
+    let mut v = Vec::with_capacity(48);
+    match c {
+        Counters::Budget(b) => {
+            for x in [b.impressions, b.conversions, b.day] {
+                v.extend_from_slice(&x.to_be_bytes());
+            }
+        }
+        Counters::Uplift(u) => {
+            for m in [u.policy, u.holdout] {
+                v.extend_from_slice(&m.n.to_be_bytes());
+                v.extend_from_slice(&m.sum.to_bits().to_be_bytes());
+                v.extend_from_slice(&m.sq.to_bits().to_be_bytes());
+            }
+        }
+    }
+    v
+}
+
+pub fn decode_counters(key: &[u8], of: Counted, v: &[u8]) -> Result<Counters, StoreError> {
+    let mut r = Reader::new(key, v);
+    let c = match of {
+        Counted::Budget { .. } => Counters::Budget(BudgetRow {
+            impressions: r.u64()?,
+            conversions: r.u64()?,
+            day: r.u64()?,
+        }),
+        Counted::Uplift { .. } => {
+            let mut m = [Moments::default(); 2];
+            for x in &mut m {
+                *x = Moments {
+                    n: r.u64()?,
+                    sum: r.f64()?,
+                    sq: r.f64()?,
+                };
+                if !(x.sum.is_finite() && x.sq.is_finite()) {
+                    return Err(corrupt(key, "non-finite reward sum"));
+                }
+            }
+            Counters::Uplift(UpliftRow {
+                policy: m[0],
+                holdout: m[1],
+            })
+        }
+    };
+    r.end()?;
+    Ok(c)
 }
 
 impl Key {
@@ -153,7 +270,8 @@ impl Key {
             | Key::Decisions { uid, .. }
             | Key::Outcomes { uid, .. }
             | Key::Watermark { uid }
-            | Key::Delay { uid } => Some(uid),
+            | Key::Delay { uid }
+            | Key::Counters { uid, .. } => Some(uid),
         }
     }
 }
@@ -318,6 +436,16 @@ pub fn decode_key(key: &[u8]) -> Result<Option<Key>, StoreError> {
         },
         WATERMARK => Key::Watermark { uid },
         DELAY => Key::Delay { uid },
+        COUNTERS => {
+            let kind = r.u8()?;
+            let index = r.u32()?;
+            let of = match kind {
+                0 => Counted::Budget { arm: index },
+                1 => Counted::Uplift { segment: index },
+                k => return Err(corrupt(key, format!("unknown counters kind {k}"))),
+            };
+            Key::Counters { uid, of }
+        }
         other => return Err(corrupt(key, format!("unknown campaign key tag {other}"))),
     };
     r.end()?;
@@ -513,6 +641,7 @@ pub fn decode_linear(key: &[u8], v: &[u8]) -> Result<LinearStats, StoreError> {
 
 const HAS_CALLER_ID: u8 = 1;
 const HAS_CONTEXT: u8 = 2;
+const HOLDOUT: u8 = 4;
 
 /// Appends one decision to a block: created u64, propensity f64, segment
 /// u32, arm u16, flags u8, then the caller's id (u8 length + bytes) and the
@@ -528,6 +657,9 @@ pub fn push_decision(buf: &mut Vec<u8>, d: &DecisionEntry) {
     }
     if d.context.is_some() {
         flags |= HAS_CONTEXT;
+    }
+    if d.holdout {
+        flags |= HOLDOUT;
     }
     buf.push(flags);
     if let Some(id) = &d.caller_id {
@@ -559,7 +691,7 @@ pub fn decode_decisions(key: &[u8], v: &[u8]) -> Result<Vec<DecisionEntry>, Stor
         let segment = r.u32()?;
         let arm = r.u16()?;
         let flags = r.u8()?;
-        if flags & !(HAS_CALLER_ID | HAS_CONTEXT) != 0 {
+        if flags & !(HAS_CALLER_ID | HAS_CONTEXT | HOLDOUT) != 0 {
             return Err(corrupt(key, format!("unknown decision flags {flags}")));
         }
         let caller_id = if flags & HAS_CALLER_ID != 0 {
@@ -590,6 +722,7 @@ pub fn decode_decisions(key: &[u8], v: &[u8]) -> Result<Vec<DecisionEntry>, Stor
             caller_id,
             context,
             probs: None,
+            holdout: flags & HOLDOUT != 0,
         });
     }
     Ok(out)
@@ -743,6 +876,20 @@ mod tests {
             ),
             (watermark_key(uid), Key::Watermark { uid }),
             (delay_key(uid), Key::Delay { uid }),
+            (
+                counters_key(uid, Counted::Budget { arm: 3 }),
+                Key::Counters {
+                    uid,
+                    of: Counted::Budget { arm: 3 },
+                },
+            ),
+            (
+                counters_key(uid, Counted::Uplift { segment: 9 }),
+                Key::Counters {
+                    uid,
+                    of: Counted::Uplift { segment: 9 },
+                },
+            ),
         ];
         for (bytes, key) in cases {
             assert!(bytes.starts_with(&campaign_prefix(uid)));
@@ -765,6 +912,7 @@ mod tests {
                 caller_id: None,
                 context: None,
                 probs: None,
+                holdout: false,
             },
             DecisionEntry {
                 created_ms: 1_700_000_000_005,
@@ -774,6 +922,7 @@ mod tests {
                 caller_id: Some("imp-1".into()),
                 context: Some(vec![1.0, -0.5, 3.25].into()),
                 probs: None,
+                holdout: true,
             },
         ];
         let mut buf = Vec::new();

@@ -134,6 +134,8 @@ pub struct LoggedDecision {
     pub probs: Option<Arc<[f64]>>,
     /// Context feature values in the campaign's feature order (no intercept).
     pub context: Vec<f64>,
+    /// A holdout decision (chosen uniformly, not learned from).
+    pub holdout: bool,
 }
 
 /// An outcome as the log keeps it.

@@ -294,6 +294,7 @@ fn convert(v0: V0) -> Vec<Op> {
                 caller_id: Some(Arc::from(d.id.as_str())),
                 context: (!d.context.is_empty()).then(|| Arc::from(d.context.clone())),
                 probs: None,
+                holdout: false,
             };
             if block.len() + format::decision_len(&entry) > format::MAX_VALUE_BYTES {
                 ops.push(Op::Put(

@@ -80,14 +80,22 @@ pub enum Change {
     /// statistics in its segment after learning it, and `context`
     /// (contextual campaigns) is what the arm's ridge statistics learn it
     /// with. A reward that arrived also teaches the delay distribution.
+    /// `row` is `None` for a holdout decision, which is not learned (no
+    /// row, no ridge update, no delay).
     Outcome {
         uid: u64,
         outcome: OutcomeEntry,
         segment: u32,
         arm: u16,
-        row: Row,
+        row: Option<Row>,
         created_ms: u64,
         context: Option<Arc<[f64]>>,
+    },
+    /// A budget's or an uplift's counters changed (their new values).
+    Counters {
+        uid: u64,
+        of: format::Counted,
+        counters: format::Counters,
     },
     /// Every decision before `below` has been forgotten.
     Forgotten { uid: u64, below: Position },

@@ -37,6 +37,8 @@ pub struct RecoveredCampaign {
     pub delay: Option<Vec<f64>>,
     /// (arm, ridge statistics) of a contextual campaign.
     pub linear: Vec<(u32, LinearStats)>,
+    /// Budget and uplift counters.
+    pub counters: Vec<(format::Counted, format::Counters)>,
     /// Decisions before this position were forgotten.
     pub watermark: Position,
     /// Decision blocks (checked, still encoded), in log order: a million
@@ -96,6 +98,7 @@ pub(super) struct RawCampaign {
     pub segments: Vec<(u32, Arc<str>)>,
     pub rows: Vec<(u32, u32, Row)>,
     pub delay: Option<Vec<f64>>,
+    pub counters: Vec<(format::Counted, format::Counters)>,
     pub linear_chunks: BTreeMap<(u32, u16), Vec<u8>>,
     pub decision_blocks: Vec<(Position, Vec<u8>)>,
     pub outcome_blocks: Vec<(u32, u64, Vec<OutcomeEntry>)>,
@@ -147,6 +150,9 @@ pub(super) fn read(store: &dyn Store) -> Result<Raw, StoreError> {
             }
             (Key::Watermark { .. }, Some(c)) => c.watermark = format::decode_position(k, v)?,
             (Key::Delay { .. }, Some(c)) => c.delay = Some(format::decode_delay(k, v)?),
+            (Key::Counters { of, .. }, Some(c)) => {
+                c.counters.push((of, format::decode_counters(k, of, v)?));
+            }
             (_, None) => return Err(format::corrupt(k, "campaign key without a uid")),
         }
         Ok(())
@@ -277,6 +283,7 @@ pub(super) fn assemble(uid: u64, raw: RawCampaign) -> Result<Option<Assembled>, 
             rows: raw.rows,
             delay: raw.delay.clone(),
             linear,
+            counters: raw.counters,
             watermark: raw.watermark,
             blocks,
             outcomes,

@@ -13,12 +13,14 @@ fn spec(id: &str) -> Arc<CampaignSpec> {
             .map(|i| ArmSpec {
                 id: format!("arm{i}"),
                 retired: false,
+                ..ArmSpec::default()
             })
             .collect(),
         policy: PolicySpec::thompson_default(),
         reward_timeout_seconds: 60,
         default_reward: 0.0,
         decay_half_life_seconds: None,
+        holdout_fraction: 0.0,
     })
 }
 
@@ -44,6 +46,7 @@ fn decision(at: Position) -> Change {
             caller_id: None,
             context: None,
             probs: None,
+            holdout: false,
         },
     }
 }
@@ -59,10 +62,10 @@ fn outcome(at: Position, n: u64) -> Change {
         },
         segment: 0,
         arm: (at.1 % 3) as u16,
-        row: Row {
+        row: Some(Row {
             counts: crate::policy::thompson::ArmCounts { n, sum: n as f64 },
             decayed: None,
-        },
+        }),
         created_ms: 1000 + at.1,
         context: None,
     }

@@ -219,6 +219,7 @@ impl Writer {
                                 .as_deref()
                                 .map(|x| x.get(1..).unwrap_or_default().to_vec())
                                 .unwrap_or_default(),
+                            holdout: entry.holdout,
                         },
                     );
                 }
@@ -233,11 +234,14 @@ impl Writer {
                 created_ms,
                 context,
             } => {
+                let learned = row.is_some();
                 if self.layouts.contains_key(&uid) {
-                    self.put(
-                        format::row_key(uid, segment, u32::from(arm)),
-                        format::encode_row(&row),
-                    );
+                    if let Some(row) = row {
+                        self.put(
+                            format::row_key(uid, segment, u32::from(arm)),
+                            format::encode_row(&row),
+                        );
+                    }
                     self.log.outcome(
                         uid,
                         &LoggedOutcome {
@@ -249,7 +253,15 @@ impl Writer {
                         },
                     );
                 }
-                self.outcome(uid, &outcome, arm, created_ms, context.as_deref());
+                self.outcome(uid, &outcome, arm, created_ms, context.as_deref(), learned);
+            }
+            Change::Counters { uid, of, counters } => {
+                if self.layouts.contains_key(&uid) {
+                    self.put(
+                        format::counters_key(uid, of),
+                        format::encode_counters(&counters),
+                    );
+                }
             }
             Change::Forgotten { uid, below } => self.forget(uid, below),
         }
@@ -300,17 +312,22 @@ impl Writer {
         arm: u16,
         created_ms: u64,
         context: Option<&[f64]>,
+        learned: bool,
     ) {
         let run = self.run;
         let Some(layout) = self.layouts.get_mut(&uid) else {
             tracing::error!(uid, "outcome for a campaign the journal does not know");
             return;
         };
-        if let (Some(x), Some(stats)) = (context, layout.linear.get_mut(usize::from(arm))) {
+        if let (Some(x), Some(stats), true) =
+            (context, layout.linear.get_mut(usize::from(arm)), learned)
+        {
             learn_linear(stats, x, o.reward);
             layout.linear_dirty[usize::from(arm)] = true;
         }
-        if let (Resolution::Rewarded, Some(delay)) = (o.resolution, layout.delay.as_mut()) {
+        if let (Resolution::Rewarded, Some(delay), true) =
+            (o.resolution, layout.delay.as_mut(), learned)
+        {
             // As `engine::state::learn`: the reward for rates, 1 per reward
             // for contextual campaigns.
             let weight = if layout.linear.is_empty() {

@@ -361,12 +361,14 @@ mod tests {
                 .map(|a| ArmSpec {
                     id: a.to_string(),
                     retired: false,
+                    ..ArmSpec::default()
                 })
                 .collect(),
             policy,
             reward_timeout_seconds: 60,
             default_reward: 0.0,
             decay_half_life_seconds: None,
+            holdout_fraction: 0.0,
         }
     }
 

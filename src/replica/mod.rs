@@ -994,6 +994,7 @@ fn sync_arms(engine: &Engine, local: &CampaignSpec, target: &CampaignSpec) -> Re
         .map(|a| ArmSpec {
             id: a.id.clone(),
             retired: false,
+            ..ArmSpec::default()
         })
         .collect();
     if !new.is_empty() {

@@ -294,6 +294,7 @@ pub async fn run_live(scenario: &Scenario, opts: &LiveOptions) -> Result<LiveRep
                     .map(|o| pb::Arm {
                         id: o.id.clone(),
                         retired: false,
+                        ..Default::default()
                     })
                     .collect(),
                 policy: Some(pb::campaign::Policy::Thompson(pb::ThompsonSampling {
@@ -308,6 +309,7 @@ pub async fn run_live(scenario: &Scenario, opts: &LiveOptions) -> Result<LiveRep
                     .campaign
                     .decay_half_life_seconds
                     .map(|h| ((f64::from(h) / opts.speedup).ceil() as u32).max(60)),
+                holdout_fraction: 0.0,
             }),
         })
         .await

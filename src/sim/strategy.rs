@@ -318,6 +318,7 @@ impl Decider {
                     .map(|o| ArmSpec {
                         id: o.id.clone(),
                         retired: false,
+                        ..ArmSpec::default()
                     })
                     .collect(),
                 reward_timeout_seconds: timeout_seconds,
@@ -329,6 +330,7 @@ impl Decider {
                     _ => None,
                 },
                 policy: policy.clone(),
+                holdout_fraction: 0.0,
             })?;
         }
         let contextual = kind == StrategyKind::LinUcb;

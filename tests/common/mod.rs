@@ -123,6 +123,7 @@ pub fn thompson(id: &str, arms: &[&str], timeout_s: u32) -> pb::Campaign {
             .map(|a| pb::Arm {
                 id: a.to_string(),
                 retired: false,
+                ..Default::default()
             })
             .collect(),
         policy: Some(pb::campaign::Policy::Thompson(
@@ -131,6 +132,7 @@ pub fn thompson(id: &str, arms: &[&str], timeout_s: u32) -> pb::Campaign {
         reward_timeout_seconds: timeout_s,
         default_reward: 0.0,
         decay_half_life_seconds: None,
+        holdout_fraction: 0.0,
     }
 }
 

@@ -151,6 +151,10 @@ fn arms(rng: &mut SmallRng) -> Vec<pb::Arm> {
                 string(rng, &ARMS)
             },
             retired: rng.random_bool(0.1),
+            value: [0.0, 0.0, 1.0, 2.5, -1.0, f64::NAN][rng.random_range(0..6)],
+            max_impressions: [0, 0, 0, 3, 50][rng.random_range(0..5)],
+            max_conversions: [0, 0, 0, 2][rng.random_range(0..4)],
+            cap_period: rng.random_range(-1..3),
         })
         .collect()
 }
@@ -197,6 +201,7 @@ fn campaign(rng: &mut SmallRng) -> pb::Campaign {
         reward_timeout_seconds: uint(rng),
         default_reward: double(rng),
         decay_half_life_seconds: rng.random_bool(0.3).then(|| uint(rng)),
+        holdout_fraction: [0.0, 0.0, 0.1, 0.5, 0.7, -0.1, f64::NAN][rng.random_range(0..7)],
     }
 }
 
@@ -474,12 +479,14 @@ impl Target {
                     .map(|a| pb::Arm {
                         id: (*a).into(),
                         retired: false,
+                        ..Default::default()
                     })
                     .collect(),
                 policy,
                 reward_timeout_seconds: 3600,
                 default_reward: 0.0,
                 decay_half_life_seconds: None,
+                holdout_fraction: 0.0,
             };
             let spec = CampaignSpec::try_from(wire).expect("spec");
             self.engine.create_campaign(spec).expect("create");

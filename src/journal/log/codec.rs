@@ -35,6 +35,8 @@ const D_CONTEXT: u8 = 16;
 /// The vector takes at most two values (LinUCB, ε-greedy, uniform): n, the
 /// first value, the other, and a bitmap of the entries equal to the other.
 const D_PROBS_LEVELS: u8 = 32;
+/// A holdout decision (chosen uniformly, not learned from).
+const D_HOLDOUT: u8 = 64;
 
 const O_RUN: u8 = 1;
 const O_EXPIRED: u8 = 2;
@@ -160,6 +162,9 @@ impl Encoder {
         if !d.context.is_empty() {
             flags |= D_CONTEXT;
         }
+        if d.holdout {
+            flags |= D_HOLDOUT;
+        }
         v.push(flags);
         self.put_position(v, flags & D_RUN != 0, d.at, d.created_ms);
         put_varint(v, u64::from(d.segment));
@@ -254,7 +259,13 @@ pub(super) fn decode_decisions(
         let flags = r.u8()?;
         let vector = flags & (D_PROBS_INLINE | D_PROBS_REPEAT | D_PROBS_LEVELS);
         if flags
-            & !(D_RUN | D_PROBS_INLINE | D_PROBS_REPEAT | D_PROPENSITY | D_CONTEXT | D_PROBS_LEVELS)
+            & !(D_RUN
+                | D_PROBS_INLINE
+                | D_PROBS_REPEAT
+                | D_PROPENSITY
+                | D_CONTEXT
+                | D_PROBS_LEVELS
+                | D_HOLDOUT)
             != 0
             || vector.count_ones() > 1
         {
@@ -328,6 +339,7 @@ pub(super) fn decode_decisions(
             propensity,
             probs,
             context,
+            holdout: flags & D_HOLDOUT != 0,
         });
     }
     Ok(out)
@@ -462,6 +474,7 @@ fn decode_decisions_v1(key: &[u8], value: &[u8]) -> Result<Vec<LoggedDecision>, 
             propensity,
             probs,
             context,
+            holdout: false,
         });
     }
     Ok(out)
@@ -535,6 +548,7 @@ mod tests {
                     propensity,
                     probs: probs.cloned(),
                     context,
+                    holdout: segment == 1 && arm == 0,
                 }
             };
         vec![
@@ -674,6 +688,7 @@ mod tests {
                 propensity: 0.1,
                 probs: Some(v.clone()),
                 context: vec![],
+                holdout: false,
             };
             d.propensity = v[usize::from(d.arm)];
             e.decision(&mut buf, &d);

@@ -12,6 +12,7 @@ fn decision(slot: u64, ms: u64, segment: u32, probs: Option<Arc<[f64]>>) -> Logg
         propensity: 0.25,
         probs,
         context: vec![0.5, -2.0],
+        holdout: slot % 5 == 0,
     }
 }
 

@@ -56,16 +56,19 @@ fn spec() -> CampaignSpec {
             ArmSpec {
                 id: "a".into(),
                 retired: false,
+                ..ArmSpec::default()
             },
             ArmSpec {
                 id: "b".into(),
                 retired: false,
+                ..ArmSpec::default()
             },
         ],
         policy: PolicySpec::thompson_default(),
         reward_timeout_seconds: 60,
         default_reward: 0.0,
         decay_half_life_seconds: None,
+        holdout_fraction: 0.0,
     }
 }
 
