@@ -180,10 +180,12 @@ impl CampaignFile {
                         },
                     }
                 }
-                other => return Err(bad(format!(
+                other => {
+                    return Err(bad(format!(
                     "arms[{i}]: expected an id or a table {{ id = ..., value = ... }}, found {}",
                     other.type_str()
-                ))),
+                )))
+                }
             };
             file.parsed_arms.push(arm);
         }

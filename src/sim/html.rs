@@ -232,6 +232,13 @@ pub fn page(sc: &Scenario, r: &SimResults, runs: usize, seed: u64, mde: f64) -> 
             let _ = writeln!(o, "<div class=\"box\">{}</div>", esc(v));
         }
     }
+    let settings = report::marketing(sc, r);
+    if !settings.is_empty() {
+        o.push_str("<h2>Revenue, holdout and budgets</h2>\n");
+        for v in &settings {
+            let _ = writeln!(o, "<div class=\"box\">{}</div>", esc(v));
+        }
+    }
     o.push_str("<h2>Every strategy</h2>\n<p class=\"muted\">Across runs: the mean with its 95% interval, and the median with the 10th-90th percentile. Regret: expected conversions lost against an oracle that knows every customer's true rates. Every strategy sees the same customers.</p>\n<table><tr><th>strategy</th><th>conversions (mean ± 95%)</th><th>median [p10-p90]</th><th>regret (mean ± 95%)</th><th>median [p10-p90]</th>");
     let rev = sc.has_revenue();
     if rev {

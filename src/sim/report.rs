@@ -243,6 +243,132 @@ pub fn effects(r: &SimResults) -> (Vec<String>, Vec<String>) {
     (cost, value)
 }
 
+/// Percentage points with one decimal and a sign.
+fn pp(v: f64) -> String {
+    format!("{:+.2}", 100.0 * v)
+}
+
+/// The marketer's settings in words: value-aware Thompson against
+/// Thompson on conversions (revenue, paired by run), each bandit's uplift
+/// over its holdout (conversion rate, per run), and each capped offer's
+/// largest count in any run against its cap.
+pub fn marketing(sc: &Scenario, r: &SimResults) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Some(v), Some(t)) = (
+        index_of(r, StrategyKind::ThompsonValue),
+        index_of(r, StrategyKind::ThompsonCampaign),
+    ) {
+        let rev: Vec<f64> = r.runs[v]
+            .iter()
+            .zip(&r.runs[t])
+            .map(|(a, b)| a.total().revenue - b.total().revenue)
+            .collect();
+        out.push(format!(
+            "Revenue: Thompson sampling on rate x value (each offer's revenue per conversion) earned {} in revenue than Thompson sampling on conversions, with {} conversions.",
+            signed(&rev, "", "", ""),
+            signed(&paired(r, v, t), "", "", "")
+        ));
+    }
+    if sc.campaign.holdout_fraction > 0.0 {
+        for (s, k) in r.strategies.iter().enumerate() {
+            if !k.is_bandit() {
+                continue;
+            }
+            let runs = &r.runs[s];
+            let up: Vec<f64> = runs
+                .iter()
+                .map(|m| m.policy.rate() - m.holdout.rate())
+                .collect();
+            let held: Vec<f64> = runs.iter().map(|m| m.holdout.customers as f64).collect();
+            let d = spread(&up);
+            let policy_rate = interval(&runs.iter().map(|m| m.policy.rate()).collect::<Vec<_>>());
+            let holdout_rate = interval(&runs.iter().map(|m| m.holdout.rate()).collect::<Vec<_>>());
+            let revenue = if sc.has_revenue() {
+                let rv: Vec<f64> = runs
+                    .iter()
+                    .map(|m| m.policy.revenue_per_customer() - m.holdout.revenue_per_customer())
+                    .collect();
+                let v = spread(&rv);
+                format!(
+                    "; in revenue {:+.3} per decision (95% interval {:+.3} to {:+.3}; median {:+.3})",
+                    v.mean.mean,
+                    v.mean.low(),
+                    v.mean.high(),
+                    v.median
+                )
+            } else {
+                String::new()
+            };
+            out.push(format!(
+                "Holdout ({:.0}% of decisions, uniform, never learned from; {} customers a run): {} converted {:.2}% against the holdout's {:.2}%, an uplift of {} points (95% interval {} to {}; median {}, 10th-90th percentile {} to {} across runs){revenue}.",
+                100.0 * sc.campaign.holdout_fraction,
+                n0(interval(&held).mean),
+                k.label(),
+                100.0 * policy_rate.mean,
+                100.0 * holdout_rate.mean,
+                pp(d.mean.mean),
+                pp(d.mean.low()),
+                pp(d.mean.high()),
+                pp(d.median),
+                pp(d.p10),
+                pp(d.p90)
+            ));
+        }
+    }
+    for (o, offer) in sc.offers.iter().enumerate() {
+        let b = offer.budget;
+        if b.is_none() {
+            continue;
+        }
+        let period = match b.period {
+            crate::campaign::CapPeriod::Lifetime => "",
+            crate::campaign::CapPeriod::Day => " a day",
+        };
+        let mut caps = Vec::new();
+        if b.max_impressions > 0 {
+            caps.push(format!(
+                "{} impressions{period}",
+                n0(b.max_impressions as f64)
+            ));
+        }
+        if b.max_conversions > 0 {
+            caps.push(format!(
+                "{} conversions{period}",
+                n0(b.max_conversions as f64)
+            ));
+        }
+        let mut lines = Vec::new();
+        for (s, k) in r.strategies.iter().enumerate() {
+            if *k == StrategyKind::Oracle {
+                continue;
+            }
+            let shown: Vec<f64> = r.runs[s]
+                .iter()
+                .map(|m| m.buckets.iter().map(|x| x.offer_counts[o]).sum::<u64>() as f64)
+                .collect();
+            let conv: Vec<f64> = r.runs[s]
+                .iter()
+                .map(|m| m.offer_reported[o] as f64)
+                .collect();
+            lines.push(format!(
+                "{} {} shown (most {}), {} conversions (most {})",
+                k.label(),
+                n0(interval(&shown).mean),
+                n0(quantile(&shown, 1.0)),
+                n0(interval(&conv).mean),
+                n0(quantile(&conv, 1.0))
+            ));
+        }
+        out.push(format!(
+            "Budget of {} (cap {} per campaign, counted by the engine in the conversions it learns of; the per-segment test runs a campaign per segment, the oracle ignores caps): mean per run, and the most in any run: {}.",
+            offer.id,
+            caps.join(" and "),
+            lines.join("; ")
+        ));
+    }
+    out
+}
+
 /// How one A/B strategy was planned, in words.
 pub fn plan_words(sc: &Scenario, r: &SimResults, kind: StrategyKind, mde: f64) -> String {
     let k = sc.offers.len();
@@ -466,6 +592,14 @@ pub fn summary(sc: &Scenario, r: &SimResults, runs: usize, mde: f64) -> String {
         sep(&mut o);
         o.push_str("What personalisation is worth:\n");
         for v in &value {
+            let _ = writeln!(o, "  {v}");
+        }
+    }
+    let settings = marketing(sc, r);
+    if !settings.is_empty() {
+        sep(&mut o);
+        o.push_str("Revenue, holdout and budgets:\n");
+        for v in &settings {
             let _ = writeln!(o, "  {v}");
         }
     }

@@ -55,6 +55,32 @@ pub struct SegmentOutcome {
     pub regret: f64,
 }
 
+/// Customers, conversions and revenue of one side of a holdout.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Side {
+    pub customers: u64,
+    pub conversions: u64,
+    pub revenue: f64,
+}
+
+impl Side {
+    pub fn rate(&self) -> f64 {
+        if self.customers > 0 {
+            self.conversions as f64 / self.customers as f64
+        } else {
+            0.0
+        }
+    }
+
+    pub fn revenue_per_customer(&self) -> f64 {
+        if self.customers > 0 {
+            self.revenue / self.customers as f64
+        } else {
+            0.0
+        }
+    }
+}
+
 /// One strategy over one run.
 #[derive(Debug, Clone, Default)]
 pub struct RunMetrics {
@@ -71,6 +97,13 @@ pub struct RunMetrics {
     pub oracle_expected: f64,
     /// Per segment and offer: Σ p over the segment's customers.
     pub segment_true: Vec<Vec<f64>>,
+    /// Customers and conversions of the holdout's decisions, and of the
+    /// policy's (campaigns with a holdout).
+    pub holdout: Side,
+    pub policy: Side,
+    /// Per offer: conversions the engine learned of (inside the
+    /// attribution window: what a conversion cap counts).
+    pub offer_reported: Vec<u64>,
 }
 
 impl RunMetrics {
@@ -156,6 +189,9 @@ pub fn run_one(
         reportable: vec![0.0; k],
         oracle_expected: 0.0,
         segment_true: vec![vec![0.0; k]; s.segments.len()],
+        holdout: Side::default(),
+        policy: Side::default(),
+        offer_reported: vec![0; k],
     };
     let strategy_seed = run_seed(seed, 1000 + kind as usize);
     let mut decider = Decider::new(kind, setup, strategy_seed, log.is_some())?;
@@ -203,6 +239,19 @@ pub fn run_one(
         }
         if converted {
             b.revenue += s.offers[pick.offer].revenue.unwrap_or(0.0);
+        }
+        let side = if pick.holdout {
+            &mut m.holdout
+        } else {
+            &mut m.policy
+        };
+        side.customers += 1;
+        side.conversions += u64::from(converted);
+        if converted {
+            side.revenue += s.offers[pick.offer].revenue.unwrap_or(0.0);
+        }
+        if converted && c.delay_ms <= window_ms && pick.decision.is_some() {
+            m.offer_reported[pick.offer] += 1;
         }
         let so = &mut m.segments[c.segment];
         so.customers += 1;

@@ -24,6 +24,9 @@
 //! [[offers]]
 //! id = "ten_percent"
 //! revenue = 12.5                     # optional, per conversion
+//! max_conversions = 2000             # optional caps of every engine strategy's campaign
+//! max_impressions = 50000            #   (at least one offer stays uncapped)
+//! cap_period = "lifetime"            # lifetime | day (a daily impression cap is paced)
 //!
 //! # Response model: exactly one of [rates] or [logistic].
 //! [rates.young_mobile]               # segment → offer → conversion rate in [0, 1]
@@ -37,6 +40,13 @@
 //! kind = "exponential"               # exponential (mean_minutes) | fixed (minutes) | none
 //! mean_minutes = 90
 //! attribution_window_minutes = 1440  # the campaigns' reward timeout; later conversions are not reported
+//!
+//! [campaign]                         # every bandit strategy's campaign (all optional)
+//! decay_half_life_hours = 72
+//! exploration_floor = 0.001
+//! segment_prior_strength = 10        # per-segment Thompson; 0: no pooling
+//! holdout_fraction = 0.05            # a uniform holdout, never learned from: the uplift is reported
+//! compare_value = true               # also run Thompson on revenue (rate × value) by default
 //!
 //! [ab]                               # the A/B designs (all optional)
 //! control = "ten_percent"            # kept unless another offer beats it significantly (default: the first offer)
@@ -87,6 +97,11 @@ pub struct CampaignSettings {
     pub exploration_floor: Option<f64>,
     /// Per-segment Thompson.
     pub pooling: Option<crate::campaign::Pooling>,
+    /// The bandit strategies' holdout share (0: none).
+    pub holdout_fraction: f64,
+    /// Also run value-aware Thompson sampling (arm value = offer revenue)
+    /// by default.
+    pub compare_value: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +120,8 @@ pub struct Segment {
 pub struct Offer {
     pub id: String,
     pub revenue: Option<f64>,
+    /// Caps every engine strategy's campaign applies to this offer.
+    pub budget: crate::campaign::Budget,
 }
 
 /// How a customer responds to an offer.

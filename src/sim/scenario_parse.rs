@@ -50,6 +50,8 @@ pub(super) struct RawCampaign {
     pub(super) decay_half_life_hours: Option<Spanned<f64>>,
     pub(super) exploration_floor: Option<Spanned<f64>>,
     pub(super) segment_prior_strength: Option<Spanned<f64>>,
+    pub(super) holdout_fraction: Option<Spanned<f64>>,
+    pub(super) compare_value: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +74,9 @@ pub(super) struct RawSegment {
 pub(super) struct RawOffer {
     pub(super) id: Spanned<String>,
     pub(super) revenue: Option<Spanned<f64>>,
+    pub(super) max_impressions: Option<Spanned<i64>>,
+    pub(super) max_conversions: Option<Spanned<i64>>,
+    pub(super) cap_period: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -181,10 +186,49 @@ pub(super) fn parse(src: &str) -> Result<Scenario, ScenarioError> {
             }
             r => r.as_ref().map(|r| *r.get_ref()),
         };
+        let mut budget = crate::campaign::Budget::default();
+        for (field, raw, slot) in [
+            (
+                "max_impressions",
+                &o.max_impressions,
+                &mut budget.max_impressions,
+            ),
+            (
+                "max_conversions",
+                &o.max_conversions,
+                &mut budget.max_conversions,
+            ),
+        ] {
+            if let Some(v) = raw {
+                if *v.get_ref() < 1 {
+                    return cx.err(v.span(), &format!("offers[{i}].{field}"), "must be >= 1");
+                }
+                *slot = *v.get_ref() as u64;
+            }
+        }
+        if let Some(p) = &o.cap_period {
+            budget.period = match p.get_ref().as_str() {
+                "lifetime" => crate::campaign::CapPeriod::Lifetime,
+                "day" => crate::campaign::CapPeriod::Day,
+                other => {
+                    return cx.err(
+                        p.span(),
+                        &format!("offers[{i}].cap_period"),
+                        format!("{other:?} is not \"lifetime\" or \"day\""),
+                    )
+                }
+            };
+        }
         offers.push(Offer {
             id: id.clone(),
             revenue,
+            budget,
         });
+    }
+    if !offers.is_empty() && offers.iter().all(|o| !o.budget.is_none()) {
+        return Err(ScenarioError(
+            "offers: every offer has a cap; leave one uncapped (what customers see once the budgets are spent)".into(),
+        ));
     }
     if offers.len() < 2 || offers.len() > crate::campaign::limits::MAX_ARMS {
         return Err(ScenarioError(format!(
@@ -441,5 +485,18 @@ fn campaign_settings(
         }
         out.pooling = Some(crate::campaign::Pooling::from_strength(Some(v)));
     }
+    if let Some(h) = &raw.holdout_fraction {
+        let v = *h.get_ref();
+        let max = crate::campaign::MAX_HOLDOUT_FRACTION;
+        if !(v.is_finite() && (0.0..=max).contains(&v)) {
+            return cx.err(
+                h.span(),
+                "campaign.holdout_fraction",
+                format!("must be in [0, {max}]"),
+            );
+        }
+        out.holdout_fraction = v;
+    }
+    out.compare_value = raw.compare_value.unwrap_or(false);
     Ok(out)
 }

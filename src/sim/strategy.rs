@@ -32,16 +32,18 @@ pub enum StrategyKind {
     AbSequential,
     TestAndRoll,
     AbSegment,
+    ThompsonValue,
 }
 
 impl StrategyKind {
-    pub const ALL: [StrategyKind; 10] = [
+    pub const ALL: [StrategyKind; 11] = [
         StrategyKind::AbTest,
         StrategyKind::AbSequential,
         StrategyKind::TestAndRoll,
         StrategyKind::AbSegment,
         StrategyKind::Uniform,
         StrategyKind::ThompsonCampaign,
+        StrategyKind::ThompsonValue,
         StrategyKind::ThompsonSegment,
         StrategyKind::LinUcb,
         StrategyKind::EpsilonGreedy,
@@ -57,6 +59,7 @@ impl StrategyKind {
             StrategyKind::AbSegment => "ab_segment",
             StrategyKind::Uniform => "uniform",
             StrategyKind::ThompsonCampaign => "thompson",
+            StrategyKind::ThompsonValue => "thompson_value",
             StrategyKind::ThompsonSegment => "thompson_segment",
             StrategyKind::LinUcb => "linucb",
             StrategyKind::EpsilonGreedy => "epsilon_greedy",
@@ -73,6 +76,7 @@ impl StrategyKind {
             StrategyKind::AbSegment => "A/B test per segment (sequential)",
             StrategyKind::Uniform => "uniform split forever",
             StrategyKind::ThompsonCampaign => "Thompson sampling (campaign-wide)",
+            StrategyKind::ThompsonValue => "Thompson on revenue (rate x value)",
             StrategyKind::ThompsonSegment => "Thompson sampling per segment",
             StrategyKind::LinUcb => "LinUCB on customer features",
             StrategyKind::EpsilonGreedy => "epsilon-greedy (10%)",
@@ -91,7 +95,21 @@ impl StrategyKind {
             .into_iter()
             .filter(|k| *k != StrategyKind::LinUcb || !scenario.features.is_empty())
             .filter(|k| *k != StrategyKind::AbSegment || scenario.segments.len() > 1)
+            .filter(|k| *k != StrategyKind::ThompsonValue || scenario.campaign.compare_value)
             .collect()
+    }
+
+    /// A learning policy (where a holdout applies): not an A/B design, the
+    /// uniform split or the oracle.
+    pub fn is_bandit(self) -> bool {
+        matches!(
+            self,
+            StrategyKind::ThompsonCampaign
+                | StrategyKind::ThompsonValue
+                | StrategyKind::ThompsonSegment
+                | StrategyKind::LinUcb
+                | StrategyKind::EpsilonGreedy
+        )
     }
 
     /// The A/B design this strategy runs, if it is one.
@@ -108,6 +126,8 @@ impl StrategyKind {
 /// What a decider picked for one customer.
 pub struct Pick {
     pub offer: usize,
+    /// A holdout decision (uniform, not learned from).
+    pub holdout: bool,
     /// The engine's decision id (`None` for the oracle, which learns nothing).
     pub decision: Option<Arc<str>>,
 }
@@ -216,6 +236,8 @@ pub struct EngineDecider {
     engine: Engine,
     clock: Arc<AtomicU64>,
     per_segment: bool,
+    /// Some offer has a cap (the campaign may have nothing left to show).
+    capped: bool,
     contextual: bool,
     next_expiry: u64,
     timeout_ms: u64,
@@ -247,17 +269,17 @@ impl Decider {
             | StrategyKind::AbSegment
             | StrategyKind::Uniform => PolicySpec::Uniform,
             StrategyKind::EpsilonGreedy => PolicySpec::EpsilonGreedy { epsilon: 0.1 },
-            StrategyKind::ThompsonCampaign | StrategyKind::ThompsonSegment => {
-                PolicySpec::Thompson {
-                    prior_alpha: 1.0,
-                    prior_beta: 1.0,
-                    pooling: s.campaign.pooling.unwrap_or(Pooling::EmpiricalBayes),
-                    exploration_floor: s
-                        .campaign
-                        .exploration_floor
-                        .unwrap_or(DEFAULT_EXPLORATION_FLOOR),
-                }
-            }
+            StrategyKind::ThompsonCampaign
+            | StrategyKind::ThompsonSegment
+            | StrategyKind::ThompsonValue => PolicySpec::Thompson {
+                prior_alpha: 1.0,
+                prior_beta: 1.0,
+                pooling: s.campaign.pooling.unwrap_or(Pooling::EmpiricalBayes),
+                exploration_floor: s
+                    .campaign
+                    .exploration_floor
+                    .unwrap_or(DEFAULT_EXPLORATION_FLOOR),
+            },
             StrategyKind::LinUcb => PolicySpec::LinUcb {
                 alpha: 0.5,
                 lambda: 1.0,
@@ -317,7 +339,11 @@ impl Decider {
                     .iter()
                     .map(|o| ArmSpec {
                         id: o.id.clone(),
-                        retired: false,
+                        value: match (kind, o.revenue) {
+                            (StrategyKind::ThompsonValue, Some(r)) if r > 0.0 => r,
+                            _ => 1.0,
+                        },
+                        budget: o.budget,
                         ..ArmSpec::default()
                     })
                     .collect(),
@@ -325,12 +351,17 @@ impl Decider {
                 default_reward: 0.0,
                 decay_half_life_seconds: match kind {
                     StrategyKind::ThompsonCampaign
+                    | StrategyKind::ThompsonValue
                     | StrategyKind::ThompsonSegment
                     | StrategyKind::EpsilonGreedy => s.campaign.decay_half_life_seconds,
                     _ => None,
                 },
                 policy: policy.clone(),
-                holdout_fraction: 0.0,
+                holdout_fraction: if kind.is_bandit() {
+                    s.campaign.holdout_fraction
+                } else {
+                    0.0
+                },
             })?;
         }
         let contextual = kind == StrategyKind::LinUcb;
@@ -338,6 +369,7 @@ impl Decider {
             engine,
             clock,
             per_segment: kind == StrategyKind::ThompsonSegment,
+            capped: s.offers.iter().any(|o| !o.budget.is_none()),
             contextual,
             next_expiry: 60_000,
             timeout_ms: u64::from(timeout_seconds) * 1000,
@@ -382,6 +414,7 @@ impl Decider {
         let Decider::Engine(d) = self else {
             return Ok(Pick {
                 offer: argmax(probs),
+                holdout: false,
                 decision: None,
             });
         };
@@ -413,9 +446,24 @@ impl Decider {
                 slot.1 = (x - m) / sd;
             }
         }
-        let choice = d.engine.choose(&d.request)?;
+        let choice = match d.engine.choose(&d.request) {
+            Ok(c) => c,
+            // Every arm the campaign may still show is capped (an A/B
+            // test that rolled out a capped offer): the ad server shows
+            // its default, the scenario's first uncapped offer, without a
+            // decision (nothing is learned).
+            Err(crate::Error::ResourceExhausted(_)) if d.capped => {
+                return Ok(Pick {
+                    offer: fallback_offer(setup.scenario),
+                    holdout: false,
+                    decision: None,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Pick {
             offer: choice.arm,
+            holdout: choice.holdout,
             decision: Some(choice.decision_id),
         })
     }
@@ -483,6 +531,15 @@ impl Decider {
             Decider::Oracle => Vec::new(),
         }
     }
+}
+
+/// What an ad server shows when a campaign has nothing left to show: the
+/// first offer without a cap (a scenario keeps one).
+pub fn fallback_offer(s: &Scenario) -> usize {
+    s.offers
+        .iter()
+        .position(|o| o.budget.is_none())
+        .unwrap_or(0)
 }
 
 /// Index of the largest value (the first on ties).
