@@ -893,6 +893,36 @@ mod tests {
         assert!(n >= 4, "expected example campaign files in {dir}");
     }
 
+    // Arms may be ids or tables with a value and caps; a bad table is an
+    // error naming the arm and the key.
+    #[test]
+    fn arm_tables_carry_value_and_caps() {
+        let text = "id = \"x\"\nholdout_fraction = 0.1\narms = [\"a\", { id = \"b\", value = 2.5, max_impressions = 10, cap_period = \"day\" }]\n";
+        let wire = CampaignFile::parse("x.toml", text)
+            .expect("parses")
+            .into_wire();
+        assert_eq!(wire.holdout_fraction, 0.1);
+        assert_eq!(wire.arms[0].id, "a");
+        assert_eq!(wire.arms[0].value, 0.0, "0 means 1 on the wire");
+        let b = &wire.arms[1];
+        assert_eq!((b.value, b.max_impressions), (2.5, 10));
+        assert_eq!(b.cap_period, pb::CapPeriod::Day as i32);
+        for (bad, names) in [
+            ("arms = [{ id = \"b\", valeu = 2.0 }]", "arms[0]"),
+            (
+                "arms = [\"a\", { id = \"b\", cap_period = \"week\" }]",
+                "arms[1]",
+            ),
+            ("arms = [\"a\", 3]", "arms[1]"),
+        ] {
+            let err = CampaignFile::parse("x.toml", &format!("id = \"x\"\n{bad}\n"))
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(names) && err.starts_with("x.toml"), "{err}");
+        }
+    }
+
     // An unknown policy parameter is an error naming the key, not ignored.
     #[test]
     fn unknown_policy_parameter_is_rejected() {

@@ -847,3 +847,108 @@ async fn lints_floor_and_decay_over_grpc() {
         .into_inner();
     assert_eq!(list.campaigns.len(), 2);
 }
+
+// The marketer's fields over the wire: an arm's value, caps and cap period
+// round-trip; a capped arm is never chosen once its cap is reached
+// (GetStats shows it capped), the holdout flag comes back in Choose and
+// GetStats reports the uplift; a campaign restarted from its directory
+// keeps the cap. Bad values are INVALID_ARGUMENT and create nothing.
+#[tokio::test]
+async fn value_caps_and_holdout_over_grpc() {
+    let server = TestServer::start(14).await;
+    let mut admin = server.campaigns().await;
+    let mut bandit = server.bandit().await;
+    let mut c = thompson("shop", &["coupon", "gift", "bundle"], 600);
+    c.arms[0].max_impressions = 5;
+    c.arms[1].max_conversions = 1000;
+    c.arms[1].cap_period = pb::CapPeriod::Day as i32;
+    c.arms[2].value = 4.0;
+    c.holdout_fraction = 0.25;
+    let created = create(&mut admin, c.clone()).await;
+    assert_eq!(created.arms[0].max_impressions, 5);
+    assert_eq!(created.arms[0].value, 1.0, "0 means 1");
+    assert_eq!(created.arms[1].cap_period, pb::CapPeriod::Day as i32);
+    assert_eq!(created.arms[2].value, 4.0);
+    assert_eq!(created.holdout_fraction, 0.25);
+    let (mut coupon, mut held) = (0, 0);
+    for i in 0..200 {
+        let d = bandit
+            .choose(choose_req("shop", ""))
+            .await
+            .expect("choose")
+            .into_inner();
+        coupon += u32::from(d.arm_id == "coupon");
+        held += u32::from(d.holdout);
+        assert!(d.propensity >= 0.25 / 3.0 - 1e-12 || d.arm_id == "coupon");
+        bandit
+            .reward(pb::RewardRequest {
+                decision_id: d.decision_id,
+                value: f64::from(u8::from(i % 3 == 0)),
+            })
+            .await
+            .expect("reward");
+    }
+    assert_eq!(coupon, 5, "the cap holds exactly");
+    assert!((25..=75).contains(&held), "{held} holdout decisions of 200");
+    let s = stats(&mut admin, "shop", "").await;
+    let wide = &s.segments[0];
+    let by = |id: &str| wide.arms.iter().find(|a| a.arm_id == id).expect("arm");
+    assert!(by("coupon").capped && !by("gift").capped);
+    assert_eq!(by("coupon").period_impressions, 5);
+    assert_eq!(by("bundle").value, 4.0);
+    assert!((by("bundle").expected_value - 4.0 * by("bundle").mean).abs() < 1e-12);
+    let u = wide.uplift.as_ref().expect("uplift");
+    assert_eq!(u.holdout_decisions + u.policy_decisions, 200);
+    assert_eq!(u64::from(held), u.holdout_decisions);
+    assert!(u.ci_low <= u.uplift && u.uplift <= u.ci_high);
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, 14).await;
+    let mut admin = server.campaigns().await;
+    let mut bandit = server.bandit().await;
+    for _ in 0..30 {
+        let d = bandit
+            .choose(choose_req("shop", ""))
+            .await
+            .expect("choose")
+            .into_inner();
+        assert_ne!(d.arm_id, "coupon", "still capped after the restart");
+    }
+    let s = stats(&mut admin, "shop", "").await;
+    assert!(s.segments[0].arms[0].capped);
+    for (what, bad) in [
+        ("negative value", {
+            let mut b = thompson("bad", &["a", "b"], 60);
+            b.arms[0].value = -1.0;
+            b
+        }),
+        ("NaN value", {
+            let mut b = thompson("bad", &["a", "b"], 60);
+            b.arms[1].value = f64::NAN;
+            b
+        }),
+        ("unknown cap period", {
+            let mut b = thompson("bad", &["a", "b"], 60);
+            b.arms[1].cap_period = 7;
+            b
+        }),
+        ("holdout above 0.5", {
+            let mut b = thompson("bad", &["a", "b"], 60);
+            b.holdout_fraction = 0.6;
+            b
+        }),
+    ] {
+        let err = admin
+            .create_campaign(pb::CreateCampaignRequest {
+                campaign: Some(bad),
+            })
+            .await
+            .expect_err(what);
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+    }
+    let listed = admin
+        .list_campaigns(pb::ListCampaignsRequest {})
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.campaigns.len(), 1, "nothing bad was created");
+}
