@@ -202,6 +202,14 @@ pub fn prob_best_exact(posteriors: &[BetaParams], points_per_arm: usize) -> Vec<
             }
         }
     }
+    best_from_cdfs(&grid, &cdf, &f, &boundary)
+}
+
+/// P(arm is the largest) from each arm's CDF (and, inside (0, 1), density)
+/// on `grid`: `∫ f_i Π_{j≠i} F_j` by the trapezoid rule, or `∫ Π F_j dF_i`
+/// for an arm at the boundary; normalised to sum to 1.
+fn best_from_cdfs(grid: &[f64], cdf: &[Vec<f64>], f: &[Vec<f64>], boundary: &[bool]) -> Vec<f64> {
+    let (k, m) = (cdf.len(), grid.len());
     let others = |i: usize, arm: usize| {
         let mut prod = 1.0;
         for (j, c) in cdf.iter().enumerate() {
@@ -340,46 +348,7 @@ pub fn prob_best_valued(
         }
         f[j] = fx.iter().map(|d| d / v).collect();
     }
-    let others = |i: usize, arm: usize| {
-        let mut prod = 1.0;
-        for (j, c) in cdf.iter().enumerate() {
-            if j != arm {
-                prod *= c[i];
-            }
-        }
-        prod
-    };
-    let mut out = vec![0.0; k];
-    for (arm, o) in out.iter_mut().enumerate() {
-        let mut total = 0.0;
-        if boundary[arm] {
-            let mut prev = others(0, arm);
-            total += cdf[arm][0] * prev;
-            for i in 1..m {
-                let cur = others(i, arm);
-                let df = (cdf[arm][i] - cdf[arm][i - 1]).max(0.0);
-                total += df * 0.5 * (prev + cur);
-                prev = cur;
-            }
-        } else {
-            let mut prev = f[arm][0] * others(0, arm);
-            for i in 1..m {
-                let cur = f[arm][i] * others(i, arm);
-                total += 0.5 * (grid[i] - grid[i - 1]) * (prev + cur);
-                prev = cur;
-            }
-        }
-        *o = total.max(0.0);
-    }
-    let sum: f64 = out.iter().sum();
-    if sum > 0.0 && sum.is_finite() {
-        for o in &mut out {
-            *o /= sum;
-        }
-    } else {
-        out.fill(1.0 / k as f64);
-    }
-    out
+    best_from_cdfs(&grid, &cdf, &f, &boundary)
 }
 
 /// Monte Carlo estimate of P(arm i has the largest `vᵢ·θᵢ`), smoothed as
