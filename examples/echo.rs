@@ -21,16 +21,22 @@ impl Bandit for Echo {
         req: Request<pb::ChooseRequest>,
     ) -> Result<Response<pb::ChooseResponse>, Status> {
         let req = req.into_inner();
+        let arm_id: String = if req.campaign_id.is_empty() {
+            "a"
+        } else {
+            "offer-1"
+        }
+        .into();
+        // The same shape as the daemon's answer: the slate of one slot.
         Ok(Response::new(pb::ChooseResponse {
             decision_id: "1-1-000000000001".into(),
-            arm_id: if req.campaign_id.is_empty() {
-                "a"
-            } else {
-                "offer-1"
-            }
-            .into(),
+            arm_id: arm_id.clone(),
             propensity: 0.1,
             holdout: false,
+            slate: vec![pb::RankedArm {
+                arm_id,
+                propensity: 0.1,
+            }],
         }))
     }
 

@@ -61,6 +61,7 @@ fn reward_body(id: &str) -> Bytes {
     frame(&pb::RewardRequest {
         decision_id: id.into(),
         value: 1.0,
+        slot: 0,
     })
 }
 

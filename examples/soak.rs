@@ -166,6 +166,7 @@ fn reward_body(id: String) -> Bytes {
     frame(&pb::RewardRequest {
         decision_id: id,
         value: 1.0,
+        slot: 0,
     })
 }
 

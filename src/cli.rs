@@ -348,6 +348,7 @@ pub async fn choose(
     segment: &str,
     decision_id: &str,
     context: &[String],
+    count: u32,
 ) -> Result<String, CliError> {
     let context = parse_context(context)?;
     let mut client = BanditClient::new(channel(target).await?);
@@ -357,28 +358,45 @@ pub async fn choose(
             segment: segment.to_string(),
             context,
             decision_id: decision_id.to_string(),
+            count,
         })
         .await?
         .into_inner();
-    Ok(format!(
-        "decision_id {}\narm_id      {}\npropensity  {:.4}\n{}",
-        r.decision_id,
-        r.arm_id,
-        r.propensity,
-        if r.holdout {
-            "holdout     yes (chosen uniformly; its outcome is not learned)\n"
-        } else {
-            ""
-        }
-    ))
+    Ok(choice_text(&r))
 }
 
-pub async fn reward(target: &Connect, decision_id: &str, value: f64) -> Result<String, CliError> {
+/// What `banditd choose` prints: the decision, and a slate slot by slot.
+fn choice_text(r: &pb::ChooseResponse) -> String {
+    let mut out = format!("decision_id {}\n", r.decision_id);
+    if r.slate.len() > 1 {
+        out.push_str("slot  arm_id                propensity\n");
+        for (i, s) in r.slate.iter().enumerate() {
+            out.push_str(&format!("{i:<5} {:<21} {:.4}\n", s.arm_id, s.propensity));
+        }
+    } else {
+        out.push_str(&format!(
+            "arm_id      {}\npropensity  {:.4}\n",
+            r.arm_id, r.propensity
+        ));
+    }
+    if r.holdout {
+        out.push_str("holdout     yes (chosen uniformly; its outcome is not learned)\n");
+    }
+    out
+}
+
+pub async fn reward(
+    target: &Connect,
+    decision_id: &str,
+    slot: u32,
+    value: f64,
+) -> Result<String, CliError> {
     let mut client = BanditClient::new(channel(target).await?);
     let r = client
         .reward(pb::RewardRequest {
             decision_id: decision_id.to_string(),
             value,
+            slot,
         })
         .await?
         .into_inner();

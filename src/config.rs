@@ -51,6 +51,9 @@ pub enum Command {
         /// A context feature for contextual campaigns, as name=value (repeatable).
         #[arg(long = "context", value_name = "NAME=VALUE")]
         context: Vec<String>,
+        /// Slots to fill: a ranked slate of this many distinct arms (at most 16).
+        #[arg(long, default_value_t = 1)]
+        count: u32,
         #[command(flatten)]
         target: Target,
     },
@@ -58,6 +61,9 @@ pub enum Command {
     Reward {
         decision_id: String,
         value: f64,
+        /// The slot of the decision's slate the reward is for (0: the first).
+        #[arg(long, default_value_t = 0)]
+        slot: u32,
         #[command(flatten)]
         target: Target,
     },

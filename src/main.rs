@@ -125,6 +125,7 @@ async fn client(command: Command) -> Result<String, cli::CliError> {
             segment,
             decision_id,
             context,
+            count,
             target,
         } => {
             cli::choose(
@@ -133,14 +134,16 @@ async fn client(command: Command) -> Result<String, cli::CliError> {
                 &segment,
                 &decision_id,
                 &context,
+                count,
             )
             .await
         }
         Command::Reward {
             decision_id,
             value,
+            slot,
             target,
-        } => cli::reward(&target.connect(), &decision_id, value).await,
+        } => cli::reward(&target.connect(), &decision_id, slot, value).await,
         Command::Log(LogCommand::Export {
             campaign_id,
             format,

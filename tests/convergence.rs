@@ -40,6 +40,7 @@ async fn thompson_converges_to_the_best_offer_over_grpc() {
                 .reward(pb::RewardRequest {
                     decision_id: d.decision_id,
                     value: if click { 1.0 } else { 0.0 },
+                    slot: 0,
                 })
                 .await
                 .expect("reward");

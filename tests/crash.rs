@@ -176,6 +176,7 @@ async fn traffic(url: String, task: usize, cycle: usize, seed: u64, shared: Arc<
             let req = pb::RewardRequest {
                 decision_id: id.clone(),
                 value,
+                slot: 0,
             };
             if let Ok(r) = bandit.reward(req.clone()).await {
                 if !r.get_ref().duplicate {

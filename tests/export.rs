@@ -73,6 +73,7 @@ async fn fixture() -> Fixture {
                 .reward(pb::RewardRequest {
                     decision_id: id.clone(),
                     value: 1.0,
+                    slot: 0,
                 })
                 .await
                 .expect("reward");

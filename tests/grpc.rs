@@ -47,6 +47,7 @@ async fn round_trip_choose_reward_stats() {
         .reward(pb::RewardRequest {
             decision_id: choice.decision_id.clone(),
             value: 1.0,
+            slot: 0,
         })
         .await
         .expect("reward")
@@ -99,6 +100,7 @@ async fn retries_are_safe() {
     let reward = pb::RewardRequest {
         decision_id: "impression-42".into(),
         value: 0.5,
+        slot: 0,
     };
     assert!(
         !bandit
@@ -236,6 +238,7 @@ async fn bad_input_gets_the_right_status_and_changes_nothing() {
                 .reward(pb::RewardRequest {
                     decision_id: id,
                     value,
+                    slot: 0,
                 })
                 .await
                 .expect_err("must fail")
@@ -305,6 +308,7 @@ async fn bad_input_gets_the_right_status_and_changes_nothing() {
         .reward(pb::RewardRequest {
             decision_id: ok.decision_id,
             value: 1.0,
+            slot: 0,
         })
         .await
         .expect("reward");
@@ -349,6 +353,7 @@ async fn expiry_learns_default_reward_exactly_once() {
         .reward(pb::RewardRequest {
             decision_id: d2.decision_id.clone(),
             value: 1.0,
+            slot: 0,
         })
         .await
         .expect("reward in time");
@@ -372,6 +377,7 @@ async fn expiry_learns_default_reward_exactly_once() {
         .reward(pb::RewardRequest {
             decision_id: d1.decision_id.clone(),
             value: 1.0,
+            slot: 0,
         })
         .await
         .expect_err("late");
@@ -381,6 +387,7 @@ async fn expiry_learns_default_reward_exactly_once() {
         .reward(pb::RewardRequest {
             decision_id: d2.decision_id,
             value: 1.0,
+            slot: 0,
         })
         .await
         .expect("duplicate");
@@ -414,6 +421,7 @@ async fn arms_added_and_retired_at_runtime() {
             .reward(pb::RewardRequest {
                 decision_id: d.decision_id,
                 value: 0.0,
+                slot: 0,
             })
             .await
             .expect("reward");
@@ -516,6 +524,7 @@ async fn state_survives_restart_and_delete_removes_it() {
         .reward(pb::RewardRequest {
             decision_id: rewarded.decision_id.clone(),
             value: 1.0,
+            slot: 0,
         })
         .await
         .expect("reward");
@@ -560,6 +569,7 @@ async fn state_survives_restart_and_delete_removes_it() {
         .reward(pb::RewardRequest {
             decision_id: dropped.decision_id,
             value: 1.0,
+            slot: 0,
         })
         .await
         .expect_err("deleted campaign's decision");
@@ -568,6 +578,7 @@ async fn state_survives_restart_and_delete_removes_it() {
         .reward(pb::RewardRequest {
             decision_id: rewarded.decision_id,
             value: 1.0,
+            slot: 0,
         })
         .await
         .expect("dup");
@@ -576,6 +587,7 @@ async fn state_survives_restart_and_delete_removes_it() {
         .reward(pb::RewardRequest {
             decision_id: pending.decision_id,
             value: 1.0,
+            slot: 0,
         })
         .await
         .expect("pending reward after restart");
@@ -719,6 +731,7 @@ async fn epsilon_greedy_campaign_over_grpc() {
             .reward(pb::RewardRequest {
                 decision_id: d.decision_id,
                 value: v,
+                slot: 0,
             })
             .await
             .expect("reward");
@@ -884,6 +897,7 @@ async fn value_caps_and_holdout_over_grpc() {
             .reward(pb::RewardRequest {
                 decision_id: d.decision_id,
                 value: f64::from(u8::from(i % 3 == 0)),
+                slot: 0,
             })
             .await
             .expect("reward");

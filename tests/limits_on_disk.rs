@@ -55,6 +55,7 @@ fn no_value_reaches_the_blob_threshold_at_the_limits() {
                 segment: format!("{i:03}{}", "s".repeat(limits::MAX_ID_BYTES - 3)),
                 context: features.iter().map(|f| (f.clone(), 0.5)).collect(),
                 decision_id: Some(format!("{i:04}{}", "d".repeat(limits::MAX_ID_BYTES - 4))),
+                count: 0,
             })
             .expect("choose");
         engine.reward(&d.decision_id, 1.0).expect("reward");

@@ -77,6 +77,7 @@ async fn linucb_learns_from_context_with_delayed_rewards_and_survives_restart() 
                 .reward(pb::RewardRequest {
                     decision_id: id,
                     value,
+                    slot: 0,
                 })
                 .await
                 .expect("reward");
@@ -147,6 +148,7 @@ async fn linucb_learns_from_context_with_delayed_rewards_and_survives_restart() 
         .reward(pb::RewardRequest {
             decision_id: pending.decision_id,
             value: 1.0,
+            slot: 0,
         })
         .await
         .expect("reward after restart")
@@ -250,6 +252,7 @@ async fn bad_contexts_get_invalid_argument() {
         .reward(pb::RewardRequest {
             decision_id: d.decision_id.clone(),
             value: f64::NAN,
+            slot: 0,
         })
         .await
         .expect_err("nan");
@@ -258,6 +261,7 @@ async fn bad_contexts_get_invalid_argument() {
         .reward(pb::RewardRequest {
             decision_id: d.decision_id,
             value: 37.5,
+            slot: 0,
         })
         .await
         .expect("revenue reward");

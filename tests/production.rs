@@ -150,6 +150,7 @@ async fn tokens_allow_each_role_its_calls_and_refuse_the_rest() {
         .reward(pb::RewardRequest {
             decision_id: chosen.decision_id.clone(),
             value: 1.0,
+            slot: 0,
         })
         .await
         .expect("decide rewards");
@@ -488,6 +489,7 @@ async fn metrics_are_scraped_in_the_prometheus_text_format() {
             .reward(pb::RewardRequest {
                 decision_id: id.clone(),
                 value: 1.0,
+                slot: 0,
             })
             .await
             .expect("reward");

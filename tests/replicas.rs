@@ -493,6 +493,7 @@ mod answers {
         let reward = |id: &str| pb::RewardRequest {
             decision_id: id.into(),
             value: 1.0,
+            slot: 0,
         };
         let first = b2.reward(reward(&d.decision_id)).await.expect("forwarded");
         assert!(!first.into_inner().duplicate);

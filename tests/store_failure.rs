@@ -63,6 +63,7 @@ async fn a_failed_store_is_reported_honestly_and_refuses_changes() {
         .reward(pb::RewardRequest {
             decision_id: d.decision_id.clone(),
             value: 1.0,
+            slot: 0,
         })
         .await
         .expect_err("the store failed");
@@ -87,6 +88,7 @@ async fn a_failed_store_is_reported_honestly_and_refuses_changes() {
         .reward(pb::RewardRequest {
             decision_id: d.decision_id,
             value: 1.0,
+            slot: 0,
         })
         .await;
     // Applied in memory before the failure but never durable: not a promise.

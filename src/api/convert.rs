@@ -23,6 +23,7 @@ impl From<pb::ChooseRequest> for ChooseRequest {
             segment: r.segment,
             context,
             decision_id: Some(r.decision_id).filter(|d| !d.is_empty()),
+            count: r.count as usize,
         }
     }
 }
@@ -308,6 +309,7 @@ impl From<&ExportRecord> for pb::LoggedDecision {
             reward,
             outcome_at: at.map(timestamp),
             holdout: r.holdout,
+            slot: r.slot,
         }
     }
 }
@@ -376,5 +378,6 @@ pub fn export_record(header: &ExportHeader, d: pb::LoggedDecision) -> Result<Exp
         context: header.features.iter().cloned().zip(d.context).collect(),
         outcome,
         holdout: d.holdout,
+        slot: d.slot,
     })
 }

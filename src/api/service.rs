@@ -38,6 +38,14 @@ impl Bandit for BanditService {
             arm_id: choice.arm_id,
             propensity: choice.propensity,
             holdout: choice.holdout,
+            slate: choice
+                .slate
+                .into_iter()
+                .map(|s| pb::RankedArm {
+                    arm_id: s.arm_id,
+                    propensity: s.propensity,
+                })
+                .collect(),
         }))
     }
 
@@ -50,13 +58,15 @@ impl Bandit for BanditService {
                 let forwarded = req.metadata().contains_key(FORWARDED_HEADER);
                 let token = req.metadata().get("authorization").cloned();
                 let req = req.into_inner();
+                let slot = req.slot as usize;
                 replica
-                    .reward(&req.decision_id, req.value, forwarded, token.as_ref())
+                    .reward(&req.decision_id, slot, req.value, forwarded, token.as_ref())
                     .await?
             }
             None => {
                 let req = req.into_inner();
-                self.engine.reward(&req.decision_id, req.value)?
+                self.engine
+                    .reward_slot(&req.decision_id, req.slot as usize, req.value)?
             }
         };
         self.engine.wait_durable().await?;

@@ -1,13 +1,15 @@
-//! `Choose`: validate, pick an arm, remember the pending decision.
+//! `Choose`: validate, pick an arm (or a slate of them), remember the
+//! pending decision (one per slot).
 
-use super::decisions::{Decision, DecisionStatus, Extra};
+use super::decisions::{Decision, DecisionLog, DecisionStatus, Extra, Placement};
 use super::ids::{own_id, Locator};
 use super::state::CampaignCell;
-use super::{Choice, ChooseRequest, Engine};
+use super::{Choice, ChooseRequest, Engine, SlotChoice};
 use crate::campaign::{limits, validate_id, validate_segment, PolicySpec};
 use crate::error::{invalid, Error, Result};
 use crate::journal::format::{Counted, Counters};
-use crate::journal::{format, Change, DecisionEntry};
+use crate::journal::{format, Change, DecisionEntry, Position};
+use crate::policy::slate;
 use std::sync::Arc;
 
 impl Engine {
@@ -31,6 +33,13 @@ impl Engine {
                 "context feature {name:?} is not finite: {v}"
             )));
         }
+        let count = req.count.max(1);
+        if count > slate::MAX_SLOTS {
+            return Err(invalid(format!(
+                "count {count} is more than {} slots (the most a slate may have)",
+                slate::MAX_SLOTS
+            )));
+        }
         let cell = self.campaign(&req.campaign_id)?;
         if let Some(id) = &req.decision_id {
             if let Some(found) = self.locate(id) {
@@ -46,18 +55,32 @@ impl Engine {
             }
         }
         let now = self.clock.now_ms();
-        // A segment, the decision, and an arm's budget counts.
-        let mut st = self.lock_for_change(&cell, 3)?;
-        if st.log.pending() >= self.max_pending {
+        // A segment, and per slot the decision and its arm's budget counts.
+        let mut st = self.lock_for_change(&cell, 1 + 2 * count)?;
+        if st.log.pending() + count > self.max_pending {
             return Err(Error::ResourceExhausted(format!(
                 "campaign {:?} has {} pending decisions, the limit",
                 req.campaign_id, self.max_pending
             )));
         }
         let x = context_vector(&st.spec.policy, &req.campaign_id, &req.context)?;
-        if !st.can_choose(now) {
+        let active = st.spec.active_arms().count();
+        if count > active {
+            return Err(invalid(format!(
+                "count {count} is more than the {active} active arms of campaign {:?} (a slate shows each arm at most once)",
+                req.campaign_id
+            )));
+        }
+        let showable = st.showable_arms(now);
+        if showable == 0 {
             return Err(Error::ResourceExhausted(format!(
                 "every active arm of campaign {:?} has reached a cap (max_impressions or max_conversions in its cap period); none can be shown now",
+                req.campaign_id
+            )));
+        }
+        if count > showable {
+            return Err(Error::ResourceExhausted(format!(
+                "campaign {:?} may show only {showable} arms now (the others have reached a cap), fewer than count {count}",
                 req.campaign_id
             )));
         }
@@ -77,9 +100,9 @@ impl Engine {
                 name,
             });
         }
-        let pick = st.choose(segment, x.as_deref(), now);
+        let picks = st.choose_slate(segment, x.as_deref(), now, count);
         let created_ms = now.max(st.log.last_created());
-        let at = (self.run, st.log.next_slot(self.run));
+        let first = (self.run, st.log.next_slot(self.run));
         let caller_id: Option<Arc<str>> = req.decision_id.as_deref().map(Arc::from);
         if let Some(id) = &caller_id {
             let mut shard = self.foreign.shard(id).lock();
@@ -95,66 +118,80 @@ impl Engine {
                 id.clone(),
                 Locator {
                     campaign: cell.clone(),
-                    at,
+                    at: first,
                 },
             );
         }
         let context: Option<Arc<[f64]>> = x.map(Arc::from);
-        let context_for_linear = context.clone();
-        self.append(|| Change::Decision {
-            uid: cell.uid,
-            at,
-            entry: DecisionEntry {
-                created_ms,
-                propensity: pick.propensity,
-                segment,
-                arm: pick.arm as u16,
-                caller_id: caller_id.clone(),
-                context: context.clone(),
-                probs: pick.probs.clone(),
-                holdout: pick.holdout,
-            },
-        });
-        if let Some(counts) = st.count_impression(pick.arm, now) {
-            self.append(|| Change::Counters {
+        let mut slate = Vec::with_capacity(picks.len());
+        let holdout = picks.first().is_some_and(|p| p.holdout);
+        for (slot, pick) in picks.into_iter().enumerate() {
+            // The slots of a slate are consecutive positions, slot 0 first;
+            // only the first carries the caller's id.
+            let at = (self.run, st.log.next_slot(self.run));
+            let caller_id = caller_id.clone().filter(|_| slot == 0);
+            self.append(|| Change::Decision {
                 uid: cell.uid,
-                of: Counted::Budget {
-                    arm: pick.arm as u32,
+                at,
+                entry: DecisionEntry {
+                    created_ms,
+                    propensity: pick.propensity,
+                    segment,
+                    arm: pick.arm as u16,
+                    caller_id: caller_id.clone(),
+                    context: context.clone(),
+                    probs: pick.probs.clone(),
+                    holdout: pick.holdout,
+                    slot: slot as u8,
                 },
-                counters: Counters::Budget(counts),
+            });
+            if let Some(counts) = st.count_impression(pick.arm, now) {
+                self.append(|| Change::Counters {
+                    uid: cell.uid,
+                    of: Counted::Budget {
+                        arm: pick.arm as u32,
+                    },
+                    counters: Counters::Budget(counts),
+                });
+            }
+            let extra = (caller_id.is_some() || context.is_some()).then(|| {
+                Box::new(Extra {
+                    caller_id,
+                    context: context.clone(),
+                })
+            });
+            st.log.push(
+                at.0,
+                Decision {
+                    created_ms,
+                    propensity: pick.propensity,
+                    segment,
+                    arm: pick.arm as u16,
+                    status: DecisionStatus::Pending,
+                    placement: Placement::new(slot, pick.holdout),
+                    extra,
+                },
+            );
+            // A holdout decision is never learned, so it is no evidence either.
+            if !pick.holdout {
+                st.add_pending(segment, pick.arm, created_ms);
+                if let Some(x) = &context {
+                    st.add_pending_linear(pick.arm, x, created_ms);
+                }
+            }
+            slate.push(SlotChoice {
+                arm: pick.arm,
+                arm_id: st.spec.arms[pick.arm].id.clone(),
+                propensity: pick.propensity,
             });
         }
-        let extra = (caller_id.is_some() || context.is_some()).then(|| {
-            Box::new(Extra {
-                caller_id: caller_id.clone(),
-                context,
-            })
-        });
-        st.log.push(
-            at.0,
-            Decision {
-                created_ms,
-                propensity: pick.propensity,
-                segment,
-                arm: pick.arm as u16,
-                status: DecisionStatus::Pending,
-                holdout: pick.holdout,
-                extra,
-            },
-        );
-        // A holdout decision is never learned, so it is no evidence either.
-        if !pick.holdout {
-            st.add_pending(segment, pick.arm, created_ms);
-            if let Some(x) = &context_for_linear {
-                st.add_pending_linear(pick.arm, x, created_ms);
-            }
-        }
         Ok(Choice {
-            decision_id: caller_id.unwrap_or_else(|| own_id(cell.uid, at)),
-            arm: pick.arm,
-            arm_id: st.spec.arms[pick.arm].id.clone(),
-            propensity: pick.propensity,
-            holdout: pick.holdout,
+            decision_id: caller_id.unwrap_or_else(|| own_id(cell.uid, first)),
+            arm: slate[0].arm,
+            arm_id: slate[0].arm_id.clone(),
+            propensity: slate[0].propensity,
+            holdout,
+            slate,
         })
     }
 
@@ -182,7 +219,11 @@ impl Engine {
         at: &Locator,
     ) -> Result<Option<Choice>> {
         let st = at.campaign.state.lock();
-        let Some(d) = st.log.get(at.at).filter(|d| is_named(d, id)) else {
+        let Some(d) = st
+            .log
+            .get(at.at)
+            .filter(|d| is_named(d, id) && d.slot() == 0)
+        else {
             return Ok(None);
         };
         let same_segment = st
@@ -194,14 +235,46 @@ impl Engine {
                 "decision_id {id:?} was already used for a different campaign or segment"
             )));
         }
+        let slots = slate_at(&st.log, at.at);
+        if slots.len() != req.count.max(1) {
+            return Err(invalid(format!(
+                "decision_id {id:?} was already used for a slate of {} slots, not {}",
+                slots.len(),
+                req.count.max(1)
+            )));
+        }
+        let slate: Vec<SlotChoice> = slots
+            .iter()
+            .map(|d| SlotChoice {
+                arm: usize::from(d.arm),
+                arm_id: st.spec.arms[usize::from(d.arm)].id.clone(),
+                propensity: d.propensity,
+            })
+            .collect();
         Ok(Some(Choice {
             decision_id: id.into(),
-            arm: usize::from(d.arm),
-            arm_id: st.spec.arms[usize::from(d.arm)].id.clone(),
-            propensity: d.propensity,
-            holdout: d.holdout,
+            arm: slate[0].arm,
+            arm_id: slate[0].arm_id.clone(),
+            propensity: slate[0].propensity,
+            holdout: d.holdout(),
+            slate,
         }))
     }
+}
+
+/// The slots of the slate whose first slot is at `first`, in order.
+pub(super) fn slate_at(log: &DecisionLog, first: Position) -> Vec<&Decision> {
+    let mut out: Vec<&Decision> = Vec::new();
+    while let Some(d) = log.get((first.0, first.1 + out.len() as u64)) {
+        if d.slot() != out.len() {
+            break;
+        }
+        out.push(d);
+        if out.len() >= slate::MAX_SLOTS {
+            break;
+        }
+    }
+    out
 }
 
 /// Whether `id` is this decision's id: its caller-chosen one, or (for a

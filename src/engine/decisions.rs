@@ -38,9 +38,31 @@ pub struct Decision {
     pub segment: u32,
     pub arm: u16,
     pub status: DecisionStatus,
-    /// A holdout decision: chosen uniformly, never learned from.
-    pub holdout: bool,
+    /// Its slot in its slate, and whether it is a holdout.
+    pub placement: Placement,
     pub extra: Option<Box<Extra>>,
+}
+
+/// A decision's slot in its slate (0 for a single arm) and whether it is a
+/// holdout (chosen uniformly, never learned from), in one byte: bit 7 the
+/// holdout, bits 0–6 the slot (slates have at most
+/// [`crate::policy::slate::MAX_SLOTS`] slots).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Placement(u8);
+
+impl Placement {
+    pub fn new(slot: usize, holdout: bool) -> Self {
+        debug_assert!(slot < 0x80);
+        Placement((slot.min(0x7f) as u8) | if holdout { 0x80 } else { 0 })
+    }
+
+    pub fn slot(self) -> usize {
+        usize::from(self.0 & 0x7f)
+    }
+
+    pub fn holdout(self) -> bool {
+        self.0 & 0x80 != 0
+    }
 }
 
 /// What only some decisions carry.
@@ -55,6 +77,14 @@ pub struct Extra {
 impl Decision {
     pub fn deadline_ms(&self, timeout_ms: u64) -> u64 {
         self.created_ms.saturating_add(timeout_ms)
+    }
+
+    pub fn holdout(&self) -> bool {
+        self.placement.holdout()
+    }
+
+    pub fn slot(&self) -> usize {
+        self.placement.slot()
     }
 
     pub fn caller_id(&self) -> Option<&Arc<str>> {
@@ -291,7 +321,7 @@ mod tests {
             segment: 0,
             arm: 0,
             status: DecisionStatus::Pending,
-            holdout: false,
+            placement: Placement::default(),
             extra: None,
         }
     }
@@ -300,6 +330,10 @@ mod tests {
     #[test]
     fn a_decision_is_small() {
         assert_eq!(std::mem::size_of::<Decision>(), 32);
+        let p = Placement::new(15, true);
+        assert_eq!((p.slot(), p.holdout()), (15, true));
+        assert_eq!(Placement::new(3, false).slot(), 3);
+        assert!(!Placement::default().holdout());
     }
 
     // Positions stay valid while the front is popped; sweeping and

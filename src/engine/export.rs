@@ -23,7 +23,8 @@ pub enum ExportOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportRecord {
     /// The server-generated id of the decision's position (never a
-    /// caller-chosen id, which could name a customer).
+    /// caller-chosen id, which could name a customer); for a slate, of its
+    /// first slot's.
     pub decision_id: Arc<str>,
     pub created_ms: u64,
     pub segment: Arc<str>,
@@ -39,6 +40,9 @@ pub struct ExportRecord {
     pub outcome: ExportOutcome,
     /// A holdout decision (chosen uniformly, not learned from).
     pub holdout: bool,
+    /// The slot of a slate (0: the first, or a single arm); every slot is
+    /// its own record with the slate's id and a position-wise propensity.
+    pub slot: u32,
 }
 
 /// What an export needs to know of its campaign.
@@ -125,7 +129,7 @@ impl Engine {
                     None => return true,
                 };
                 let record = ExportRecord {
-                    decision_id: own_id(uid, d.at),
+                    decision_id: own_id(uid, (d.at.0, d.at.1.saturating_sub(u64::from(d.slot)))),
                     created_ms: d.created_ms,
                     segment,
                     arm_index: usize::from(d.arm),
@@ -140,6 +144,7 @@ impl Engine {
                         .collect(),
                     outcome,
                     holdout: d.holdout,
+                    slot: u32::from(d.slot),
                 };
                 visit(&header, record)
             },

@@ -120,6 +120,8 @@ pub struct ChooseRequest {
     pub context: Vec<(String, f64)>,
     /// Caller-chosen idempotency key.
     pub decision_id: Option<String>,
+    /// Slots of the slate to fill (0 and 1: a single arm).
+    pub count: usize,
 }
 
 /// The answer to a `Choose`.
@@ -133,6 +135,18 @@ pub struct Choice {
     pub propensity: f64,
     /// A holdout decision (the campaign's `holdout_fraction`).
     pub holdout: bool,
+    /// Every slot of the slate in order, the first being `arm`, `arm_id`
+    /// and `propensity` (one entry for a single arm).
+    pub slate: Vec<SlotChoice>,
+}
+
+/// One slot of a slate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotChoice {
+    pub arm: usize,
+    pub arm_id: String,
+    /// The probability this arm had of being in this slot.
+    pub propensity: f64,
 }
 
 /// One campaign's figures for metrics.

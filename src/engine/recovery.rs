@@ -6,7 +6,7 @@
 //! into the foreign index. Nothing is written here: the journal has
 //! already made the new run durable.
 
-use super::decisions::{Decision, DecisionStatus, Extra};
+use super::decisions::{Decision, DecisionStatus, Extra, Placement};
 use super::ids::Locator;
 use super::Engine;
 use crate::journal::{Recovered, Resolution};
@@ -92,7 +92,7 @@ impl Engine {
                                 segment: hole,
                                 arm: 0,
                                 status: DecisionStatus::Expired,
-                                holdout: false,
+                                placement: Placement::new(usize::from(d.entry.slot), false),
                                 extra: None,
                             },
                         );
@@ -118,7 +118,7 @@ impl Engine {
                             segment,
                             arm,
                             status,
-                            holdout: d.entry.holdout,
+                            placement: Placement::new(usize::from(d.entry.slot), d.entry.holdout),
                             extra,
                         },
                     );

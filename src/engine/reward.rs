@@ -1,6 +1,6 @@
 //! `Reward`: join an outcome to its decision and learn it, exactly once.
 
-use super::choose::is_named;
+use super::choose::{is_named, slate_at};
 use super::decisions::DecisionStatus;
 use super::state::{CampaignCell, CampaignState};
 use super::{Engine, RewardOutcome};
@@ -13,8 +13,14 @@ use crate::journal::{Change, OutcomeEntry, Position, Resolution};
 pub(super) const RESOLVE_CHANGES: usize = 3;
 
 impl Engine {
-    /// Learns the reward of a decision.
+    /// Learns the reward of a decision (of its first slot, for a slate).
     pub fn reward(&self, decision_id: &str, value: f64) -> Result<RewardOutcome> {
+        self.reward_slot(decision_id, 0, value)
+    }
+
+    /// Learns the reward of slot `slot` of a decision (0 for a single arm).
+    /// Each slot of a slate is its own pending decision of its arm.
+    pub fn reward_slot(&self, decision_id: &str, slot: usize, value: f64) -> Result<RewardOutcome> {
         if decision_id.is_empty() {
             return Err(invalid("decision_id must not be empty"));
         }
@@ -37,7 +43,23 @@ impl Engine {
         }
         // Re-read under the campaign lock: the decision may have been
         // resolved or forgotten since the lookup above.
-        let Some(d) = st.log.get(at.at).filter(|d| is_named(d, decision_id)) else {
+        if st
+            .log
+            .get(at.at)
+            .filter(|d| is_named(d, decision_id) && d.slot() == 0)
+            .is_none()
+        {
+            return Err(not_found());
+        }
+        let slots = slate_at(&st.log, at.at).len();
+        if slot >= slots {
+            return Err(invalid(format!(
+                "decision {decision_id:?} has no slot {slot}: its slate has {slots} slot{}",
+                if slots == 1 { "" } else { "s" }
+            )));
+        }
+        let target = (at.at.0, at.at.1 + slot as u64);
+        let Some(d) = st.log.get(target) else {
             return Err(not_found());
         };
         let expired = || {
@@ -58,7 +80,7 @@ impl Engine {
             self.resolve(
                 &at.campaign,
                 &mut st,
-                at.at,
+                target,
                 default,
                 Resolution::Expired,
                 now,
@@ -68,7 +90,7 @@ impl Engine {
         self.resolve(
             &at.campaign,
             &mut st,
-            at.at,
+            target,
             value,
             Resolution::Rewarded,
             now,
@@ -97,7 +119,7 @@ impl Engine {
             debug_assert!(false, "resolve() of a decision that is not pending");
             return;
         };
-        let (segment, arm, created_ms, holdout) = (d.segment, d.arm, d.created_ms, d.holdout);
+        let (segment, arm, created_ms, holdout) = (d.segment, d.arm, d.created_ms, d.holdout());
         let context = d.context().cloned();
         let rewarded = resolution == Resolution::Rewarded;
         // A holdout decision's outcome is not learned (no row changes).

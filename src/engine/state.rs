@@ -14,6 +14,7 @@ use crate::journal::format::Row;
 use crate::policy::exposure::BucketWeights;
 use crate::policy::linucb::{self, LinUcbParams, LinearArm};
 use crate::policy::pooling::{self, Evidence, PoolSums, PooledPrior};
+use crate::policy::slate::{self, Base, Draws};
 use crate::policy::thompson::{self, BetaParams, ThompsonPrior};
 use crate::policy::{epsilon_greedy, uniform_choice};
 use crate::FastMap;
@@ -49,7 +50,15 @@ struct ProbabilityCache {
     arms_version: u32,
     /// Decisions drawn from this vector.
     uses: u32,
+    /// Slates: joint posterior draws made at the first slate request
+    /// after the vector, each's top arms (positions in the active arms).
+    slate: Option<Arc<Draws>>,
 }
+
+/// Joint posterior draws a Thompson slate is taken from, at most (fewer
+/// for many arms, so that draws × arms stays below [`SLATE_DRAW_WORK`]).
+const SLATE_DRAWS: usize = 1024;
+const SLATE_DRAW_WORK: usize = 1 << 18;
 
 /// A moved posterior is recomputed only after this many decisions used
 /// the previous vector (bounds the cost in sparse, fast-moving segments).
@@ -328,20 +337,24 @@ impl CampaignState {
         self.learning.evidence(&t, w, now_ms)
     }
 
-    /// Whether some active arm may be shown at `now_ms` (none is held
-    /// back by a cap); brings the caps to `now_ms` first.
-    pub fn can_choose(&mut self, now_ms: u64) -> bool {
-        self.check_caps(now_ms);
-        self.spec.active_arms().any(|a| !self.is_blocked(a))
-    }
-
     /// Picks an arm for segment number `segment` (see
     /// [`Self::intern_segment`]) at `now_ms`; `x` is the context vector of
     /// a contextual campaign (intercept first, validated by the engine).
     /// Arms held back by a cap are left out (the caller has checked
-    /// [`Self::can_choose`]); with a holdout, a share of the decisions is
+    /// [`Self::showable_arms`]); with a holdout, a share of the decisions is
     /// uniform among the others ([`Self::hold_out`]).
     pub fn choose(&mut self, segment: u32, x: Option<&[f64]>, now_ms: u64) -> Pick {
+        self.gather_showable();
+        let mut pick = self.choose_policy(segment, x, now_ms);
+        if self.spec.holdout_fraction > 0.0 {
+            self.hold_out(&mut pick);
+        }
+        pick
+    }
+
+    /// The arms that may be shown, into `scratch_arms` (active, and not
+    /// held back by a cap at the last check).
+    fn gather_showable(&mut self) {
         self.scratch_arms.clear();
         self.scratch_arms.extend(self.spec.active_arms());
         if self.budgets.any {
@@ -351,16 +364,194 @@ impl CampaignState {
         }
         debug_assert!(
             !self.scratch_arms.is_empty(),
-            "validation keeps one active arm, can_choose one that may be shown"
+            "validation keeps one active arm, showable_arms one that may be shown"
         );
         if self.scratch_arms.is_empty() {
             self.scratch_arms.extend(self.spec.active_arms());
         }
-        let mut pick = self.choose_policy(segment, x, now_ms);
-        if self.spec.holdout_fraction > 0.0 {
-            self.hold_out(&mut pick);
+    }
+
+    /// How many arms may be shown at `now_ms` (active, not held back by a
+    /// cap); brings the caps to `now_ms` first.
+    pub fn showable_arms(&mut self, now_ms: u64) -> usize {
+        self.check_caps(now_ms);
+        self.spec
+            .active_arms()
+            .filter(|&a| !self.is_blocked(a))
+            .count()
+    }
+
+    /// A ranked slate of `k` distinct arms for segment number `segment`
+    /// (`2 ≤ k ≤` [`Self::showable_arms`], checked by the engine; `k = 1` is
+    /// [`Self::choose`]), one [`Pick`] per slot in slot order, each with its
+    /// position-wise propensity and its slot's vector over every arm.
+    ///
+    /// Thompson sampling takes one joint posterior draw and ranks the arms
+    /// by sampled rate × value (the draw is one of the segment's cached
+    /// joint draws, so the marginals are exact); ε-greedy ranks by mean ×
+    /// value and LinUCB by upper bound (ties in random order); linear
+    /// Thompson takes one joint score draw; the uniform split a uniformly
+    /// random ordered subset. The exploration (floor, ε) is a uniform slate,
+    /// and so is the holdout (see [`crate::policy::slate`]).
+    pub fn choose_slate(
+        &mut self,
+        segment: u32,
+        x: Option<&[f64]>,
+        now_ms: u64,
+        k: usize,
+    ) -> Vec<Pick> {
+        if k <= 1 {
+            return vec![self.choose(segment, x, now_ms)];
         }
-        pick
+        self.gather_showable();
+        let n = self.scratch_arms.len();
+        let k = k.min(n);
+        let mut drawn = self.slate_policy(segment, x, now_ms, k);
+        let h = self.spec.holdout_fraction;
+        let mut holdout = false;
+        if h > 0.0 {
+            slate::mix_uniform(&mut drawn.marginals, n, h);
+            if rand::Rng::random::<f64>(&mut self.rng) < h {
+                drawn.positions = slate::uniform_slate(n, k, &mut self.rng);
+                holdout = true;
+            }
+        }
+        let arms = self.spec.arms.len();
+        drawn
+            .positions
+            .iter()
+            .zip(&drawn.marginals)
+            .map(|(&pos, row)| {
+                let mut probs = vec![0.0; arms];
+                for (&a, &q) in self.scratch_arms.iter().zip(row) {
+                    probs[a] += q;
+                }
+                Pick {
+                    arm: self.scratch_arms[pos],
+                    propensity: row[pos],
+                    probs: Some(probs.into()),
+                    holdout,
+                }
+            })
+            .collect()
+    }
+
+    /// The policy's slate of `k` of the arms in `scratch_arms`.
+    fn slate_policy(
+        &mut self,
+        segment: u32,
+        x: Option<&[f64]>,
+        now_ms: u64,
+        k: usize,
+    ) -> slate::Slate {
+        let n = self.scratch_arms.len();
+        match self.spec.policy {
+            PolicySpec::Thompson {
+                exploration_floor, ..
+            } => {
+                let draws = self.thompson_slate_draws(segment, exploration_floor, now_ms, k);
+                // The floor as `with_floor` has it: each arm at least `floor`.
+                let u = n as f64 * exploration_floor.clamp(0.0, 1.0 / n as f64);
+                slate::draw(Base::Draws(&draws), n, k, u, &mut self.rng)
+            }
+            PolicySpec::Uniform => slate::draw(Base::Uniform, n, k, 1.0, &mut self.rng),
+            PolicySpec::EpsilonGreedy { epsilon } => {
+                let w = self.learning.weights(now_ms).clone();
+                let seg = self.segments.get(segment as usize).filter(|s| s.is_named());
+                let scores: Vec<f64> = self
+                    .scratch_arms
+                    .iter()
+                    .map(|&a| {
+                        let t = match seg {
+                            Some(s) => s.arms.get(a).copied().unwrap_or_default(),
+                            None => self.aggregate[a],
+                        };
+                        // An untried arm ranks first, as in `epsilon_greedy`.
+                        if t.total_n() == 0 && t.total_pending() == 0 {
+                            return f64::INFINITY;
+                        }
+                        let ev = self.learning.evidence(&t, &w, now_ms);
+                        let value = self.spec.arms[a].value;
+                        if ev.n > 0.0 {
+                            value * ev.y / ev.n
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                slate::draw(Base::Scores(&scores), n, k, epsilon, &mut self.rng)
+            }
+            PolicySpec::LinUcb { alpha, epsilon, .. } => {
+                self.reweigh_linear(now_ms);
+                let scores =
+                    x.and_then(|x| linucb::ucb_scores(&self.linear, &self.scratch_arms, x, alpha));
+                match scores {
+                    Some(s) => slate::draw(Base::Scores(&s), n, k, epsilon, &mut self.rng),
+                    None => slate::draw(Base::Uniform, n, k, 1.0, &mut self.rng),
+                }
+            }
+            PolicySpec::LinTs { scale, epsilon, .. } => {
+                self.reweigh_linear(now_ms);
+                let draws = x.and_then(|x| {
+                    linucb::lints_draws(
+                        &self.linear,
+                        &self.scratch_arms,
+                        x,
+                        scale,
+                        k,
+                        &mut self.rng,
+                    )
+                });
+                match draws {
+                    Some(d) => slate::draw(Base::Draws(&d), n, k, epsilon, &mut self.rng),
+                    None => slate::draw(Base::Uniform, n, k, 1.0, &mut self.rng),
+                }
+            }
+        }
+    }
+
+    /// The joint posterior draws segment `segment`'s Thompson slates come
+    /// from, at least `k` deep: made with its probability vector's refresh
+    /// rule (a vector refreshed drops them), from the posterior then.
+    fn thompson_slate_draws(
+        &mut self,
+        segment: u32,
+        floor: f64,
+        now_ms: u64,
+        k: usize,
+    ) -> Arc<Draws> {
+        let cache = self.thompson_cache(segment, floor, now_ms);
+        cache.uses = cache.uses.saturating_add(1);
+        if let Some(d) = cache.slate.as_ref().filter(|d| d.depth() >= k) {
+            return d.clone();
+        }
+        let w = self.learning.weights(now_ms).clone();
+        let key = self.segments[segment as usize]
+            .is_named()
+            .then_some(segment);
+        let active = std::mem::take(&mut self.scratch_arms);
+        let scaled: Vec<(BetaParams, f64)> = active
+            .iter()
+            .map(|&a| {
+                (
+                    self.posterior_with(key, a, &w, now_ms),
+                    self.spec.arms[a].value,
+                )
+            })
+            .collect();
+        self.scratch_arms = active;
+        let n = scaled.len();
+        let rounds = (SLATE_DRAW_WORK / n.max(1)).clamp(64, SLATE_DRAWS);
+        let rng = &mut self.rng;
+        let draws = Arc::new(Draws::collect(n, k, rounds, |s| {
+            for (out, (p, v)) in s.iter_mut().zip(&scaled) {
+                *out = v * thompson::sample_beta(p, rng);
+            }
+        }));
+        if let Some(cache) = self.segments[segment as usize].cache.as_mut() {
+            cache.slate = Some(draws.clone());
+        }
+        draws
     }
 
     /// The holdout: with probability h the arm is drawn uniformly from the
@@ -558,6 +749,21 @@ impl CampaignState {
     /// probability vector (P(best) under the current posterior, with the
     /// floor), refreshed when the posterior has moved (see [`Self::refresh`]).
     fn choose_thompson(&mut self, segment: u32, floor: f64, now_ms: u64) -> Pick {
+        let cache = self.thompson_cache(segment, floor, now_ms);
+        cache.uses = cache.uses.saturating_add(1);
+        let probs = cache.probs.clone();
+        let arm = thompson::sample_index(&probs, &mut self.rng);
+        Pick {
+            arm,
+            propensity: probs[arm],
+            probs: Some(probs),
+            holdout: false,
+        }
+    }
+
+    /// Segment `segment`'s probability vector, recomputed first if the
+    /// posterior has moved enough since it was made.
+    fn thompson_cache(&mut self, segment: u32, floor: f64, now_ms: u64) -> &mut ProbabilityCache {
         let version = self.arms_version;
         let named = self.segments[segment as usize].is_named();
         let own_n = if named {
@@ -587,14 +793,7 @@ impl CampaignState {
         let Some(cache) = self.segments[segment as usize].cache.as_mut() else {
             unreachable!("refreshed above");
         };
-        cache.uses = cache.uses.saturating_add(1);
-        let arm = thompson::sample_index(&cache.probs, &mut self.rng);
-        Pick {
-            arm,
-            propensity: cache.probs[arm],
-            probs: Some(cache.probs.clone()),
-            holdout: false,
-        }
+        cache
     }
 
     /// How long a probability vector may serve while time alone moves the
@@ -642,6 +841,7 @@ impl CampaignState {
             made_ms: now_ms,
             arms_version: version,
             uses: 0,
+            slate: None,
         });
     }
 

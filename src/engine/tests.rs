@@ -1500,3 +1500,254 @@ fn thompson_prefers_the_higher_rate_times_value() {
     assert!((a.expected_value - 0.2).abs() < 0.03, "{a:?}");
     assert!(s[0].arms[1].prob_best > 0.95, "by value: {:?}", s[0].arms);
 }
+
+fn slate_req(campaign: &str, segment: &str, count: usize) -> ChooseRequest {
+    ChooseRequest {
+        count,
+        ..req(campaign, segment)
+    }
+}
+
+/// Resolved outcomes per arm.
+fn pulls(e: &Engine, id: &str) -> Vec<u64> {
+    e.stats(id, "").expect("stats")[0]
+        .arms
+        .iter()
+        .map(|a| a.pulls - a.pending)
+        .collect()
+}
+
+// A Thompson slate of 3 of 4 arms: distinct arms, each slot's logged
+// vector sums to 1 and names its arm's propensity, and over many slates
+// from one posterior each arm is at each slot as often as its logged
+// position-wise propensity says. A reward names its slot and updates that
+// slot's arm only; a slot the slate does not have, or the id of a slot
+// other than the first, changes nothing.
+#[test]
+fn thompson_slates_are_distinct_exact_and_learned_slot_by_slot() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), &clock, 5);
+    e.create_campaign(spec("s", 4, 3600, 0.0)).expect("create");
+    // A posterior that ranks the arms: arm k converted k of 8 times.
+    for arm in 0..4usize {
+        for i in 0..8 {
+            loop {
+                let d = e.choose(&req("s", "")).expect("choose");
+                if d.arm == arm {
+                    e.reward(&d.decision_id, f64::from(u8::from(i < arm)))
+                        .expect("reward");
+                    break;
+                }
+                e.reward(&d.decision_id, 0.5).expect("reward");
+            }
+        }
+    }
+    let before = pulls(&e, "s");
+    // One posterior (no outcome, no time passes): the slates are all drawn
+    // from the same joint draws.
+    let n = 20_000;
+    let mut seen = [[0u32; 4]; 3];
+    let mut logged: Vec<Vec<f64>> = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let c = e.choose(&slate_req("s", "", 3)).expect("slate");
+        assert_eq!(c.slate.len(), 3);
+        assert_eq!(
+            (c.arm, c.propensity),
+            (c.slate[0].arm, c.slate[0].propensity)
+        );
+        let mut arms: Vec<usize> = c.slate.iter().map(|s| s.arm).collect();
+        arms.sort_unstable();
+        arms.dedup();
+        assert_eq!(arms.len(), 3, "distinct arms: {:?}", c.slate);
+        for (j, s) in c.slate.iter().enumerate() {
+            seen[j][s.arm] += 1;
+        }
+        ids.push(c);
+    }
+    let records = export_all(&e, "s", true);
+    let slates: Vec<&ExportRecord> = records
+        .iter()
+        .filter(|r| r.decision_id == ids[0].decision_id)
+        .collect();
+    assert_eq!(slates.len(), 3, "one record per slot");
+    for (j, r) in slates.iter().enumerate() {
+        assert_eq!(r.slot as usize, j);
+        assert!((r.probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert_eq!(
+            r.probabilities[r.arm_index].to_bits(),
+            r.propensity.to_bits()
+        );
+        logged.push(r.probabilities.clone());
+    }
+    for j in 0..3 {
+        for a in 0..4 {
+            let p = logged[j][a];
+            let f = f64::from(seen[j][a]) / f64::from(n);
+            let sd = (p * (1.0 - p) / f64::from(n)).sqrt();
+            assert!(
+                (f - p).abs() <= 5.0 * sd + 1e-9,
+                "slot {j} arm {a}: seen {f}, logged {p}"
+            );
+        }
+    }
+    // The best arm (3) leads the first slot; every arm is in some slot.
+    assert!(
+        (0..3).all(|a| logged[0][3] > logged[0][a]),
+        "{:?}",
+        logged[0]
+    );
+    assert!((0..4).all(|a| (0..3).any(|j| logged[j][a] > 0.0)));
+    // A reward for slot 2 updates slot 2's arm only.
+    let c = &ids[0];
+    e.reward_slot(&c.decision_id, 2, 1.0).expect("slot 2");
+    let mut want = before.clone();
+    want[c.slate[2].arm] += 1;
+    assert_eq!(pulls(&e, "s"), want);
+    assert_eq!(
+        e.reward_slot(&c.decision_id, 2, 1.0).expect("again"),
+        RewardOutcome::Duplicate
+    );
+    assert!(matches!(
+        e.reward_slot(&c.decision_id, 3, 1.0),
+        Err(Error::InvalidArgument(m)) if m.contains("no slot 3")
+    ));
+    let (uid, at) = crate::journal::format::parse_decision_id(&c.decision_id).expect("server id");
+    let slot1 = super::ids::own_id(uid, (at.0, at.1 + 1));
+    assert!(matches!(e.reward(&slot1, 1.0), Err(Error::NotFound(_))));
+    assert_eq!(pulls(&e, "s"), want, "refused rewards change nothing");
+    // Slot 0 by the plain reward.
+    e.reward(&c.decision_id, 0.0).expect("slot 0");
+    want[c.slate[0].arm] += 1;
+    assert_eq!(pulls(&e, "s"), want);
+    // The pending slots survive a restart and can still be rewarded.
+    let stats = e.stats("s", "").expect("stats");
+    e.shutdown().expect("shutdown");
+    drop(e);
+    clean(&store);
+    let e = engine(store, &clock, 5);
+    assert_eq!(e.stats("s", "").expect("stats"), stats);
+    e.reward_slot(&c.decision_id, 1, 1.0)
+        .expect("slot 1 after restart");
+    want[c.slate[1].arm] += 1;
+    assert_eq!(pulls(&e, "s"), want);
+    let other = &ids[1];
+    e.reward_slot(&other.decision_id, 2, 1.0)
+        .expect("another slate");
+}
+
+// Bad slate requests are refused and change nothing: more slots than the
+// limit or than active arms (INVALID_ARGUMENT), more than the arms a cap
+// leaves (RESOURCE_EXHAUSTED); a caller's id replays its slate, and is
+// refused for another count.
+#[test]
+fn slate_requests_are_checked_and_replayed() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), &clock, 9);
+    let capped = crate::campaign::Budget {
+        max_impressions: 2,
+        ..no_cap()
+    };
+    e.create_campaign(marketing_spec(
+        "c",
+        &[(1.0, no_cap()), (1.0, no_cap()), (1.0, capped)],
+        0.0,
+    ))
+    .expect("create");
+    let bad = |count: usize| e.choose(&slate_req("c", "s", count));
+    assert!(matches!(bad(17), Err(Error::InvalidArgument(m)) if m.contains("16 slots")));
+    assert!(matches!(bad(4), Err(Error::InvalidArgument(m)) if m.contains("3 active arms")));
+    assert_eq!(totals(&e, "c"), (0, 0, 0.0), "nothing changed");
+    // A slate of 3 shows the capped arm each time, until its cap.
+    for _ in 0..2 {
+        let c = bad(3).expect("slate of 3");
+        assert!(c.slate.iter().any(|s| s.arm == 2));
+    }
+    assert!(matches!(bad(3), Err(Error::ResourceExhausted(m)) if m.contains("only 2 arms")));
+    let c = bad(2).expect("a slate of the 2 uncapped arms");
+    assert!(c.slate.iter().all(|s| s.arm != 2));
+    assert_eq!(totals(&e, "c").1, 8, "2 + 2 slates of 3, 1 of 2 pending");
+    let id = ChooseRequest {
+        decision_id: Some("page-7".into()),
+        ..slate_req("c", "s", 2)
+    };
+    let first = e.choose(&id).expect("with an id");
+    assert_eq!(e.choose(&id).expect("retry"), first);
+    assert!(matches!(
+        e.choose(&ChooseRequest { count: 1, ..id.clone() }),
+        Err(Error::InvalidArgument(m)) if m.contains("slate of 2 slots")
+    ));
+    e.reward_slot("page-7", 1, 1.0)
+        .expect("slot 1 by the caller's id");
+    assert!(matches!(
+        e.reward_slot("page-7", 2, 1.0),
+        Err(Error::InvalidArgument(_))
+    ));
+    e.shutdown().expect("shutdown");
+    drop(e);
+    clean(&store);
+}
+
+// Score-ordered slates: LinUCB without exploration ranks the arms by their
+// upper bound, each slot certain; ε-greedy puts the best mean first with
+// 1 − ε + ε/K. A holdout slate mixes h/K into every slot.
+#[test]
+fn score_ordered_slates_and_holdout_slates() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), &clock, 13);
+    let mut lin = spec("l", 3, 3600, 0.0);
+    lin.policy = linucb(0.0, "x");
+    e.create_campaign(lin).expect("create");
+    let ctx = |x: f64| ChooseRequest {
+        context: vec![("x".into(), x)],
+        ..slate_req("l", "", 3)
+    };
+    // Teach arm k a reward of k at x = 1, one slot at a time.
+    for _ in 0..20 {
+        let c = e.choose(&ctx(1.0)).expect("slate");
+        for (j, s) in c.slate.iter().enumerate() {
+            e.reward_slot(&c.decision_id, j, s.arm as f64)
+                .expect("reward");
+        }
+    }
+    let c = e.choose(&ctx(1.0)).expect("slate");
+    let order: Vec<usize> = c.slate.iter().map(|s| s.arm).collect();
+    assert_eq!(order, vec![2, 1, 0], "by upper bound");
+    assert!(c.slate.iter().all(|s| s.propensity == 1.0), "{:?}", c.slate);
+
+    let mut eg = spec("g", 4, 3600, 0.0);
+    eg.policy = PolicySpec::EpsilonGreedy { epsilon: 0.2 };
+    eg.holdout_fraction = 0.1;
+    e.create_campaign(eg).expect("create");
+    for _ in 0..200 {
+        let c = e.choose(&slate_req("g", "", 2)).expect("slate");
+        for (j, s) in c.slate.iter().enumerate() {
+            let r = f64::from(u8::from(s.arm == 1));
+            e.reward_slot(&c.decision_id, j, r).expect("reward");
+        }
+    }
+    let mut held = 0;
+    for _ in 0..200 {
+        let c = e.choose(&slate_req("g", "", 2)).expect("slate");
+        held += usize::from(c.holdout);
+        for s in &c.slate {
+            assert!(s.propensity >= 0.1 / 4.0 - 1e-12);
+        }
+        if c.slate[0].arm == 1 {
+            let want = 0.1 / 4.0 + 0.9 * (0.8 + 0.2 / 4.0);
+            assert!(
+                (c.slate[0].propensity - want).abs() < 1e-12,
+                "{:?}",
+                c.slate
+            );
+        }
+    }
+    // Binomial(200, 0.1): 20 ± 4.2.
+    assert!((3..=45).contains(&held), "{held}");
+    e.shutdown().expect("shutdown");
+    drop(e);
+    clean(&store);
+}

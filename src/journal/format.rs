@@ -80,6 +80,9 @@ pub struct DecisionEntry {
     pub probs: Option<Arc<[f64]>>,
     /// A holdout decision: chosen uniformly, never learned from.
     pub holdout: bool,
+    /// Its slot in its slate (0: the first, or a single arm). The slots of
+    /// a slate are consecutive positions, slot 0 first.
+    pub slot: u8,
 }
 
 /// How a decision was resolved.
@@ -642,10 +645,11 @@ pub fn decode_linear(key: &[u8], v: &[u8]) -> Result<LinearStats, StoreError> {
 const HAS_CALLER_ID: u8 = 1;
 const HAS_CONTEXT: u8 = 2;
 const HOLDOUT: u8 = 4;
+const SLOT: u8 = 8;
 
 /// Appends one decision to a block: created u64, propensity f64, segment
-/// u32, arm u16, flags u8, then the caller's id (u8 length + bytes) and the
-/// context (u8 count + f64s) when present.
+/// u32, arm u16, flags u8, then the slot (u8, when not 0), the caller's id
+/// (u8 length + bytes) and the context (u8 count + f64s) when present.
 pub fn push_decision(buf: &mut Vec<u8>, d: &DecisionEntry) {
     buf.extend_from_slice(&d.created_ms.to_be_bytes());
     buf.extend_from_slice(&d.propensity.to_bits().to_be_bytes());
@@ -661,7 +665,13 @@ pub fn push_decision(buf: &mut Vec<u8>, d: &DecisionEntry) {
     if d.holdout {
         flags |= HOLDOUT;
     }
+    if d.slot != 0 {
+        flags |= SLOT;
+    }
     buf.push(flags);
+    if d.slot != 0 {
+        buf.push(d.slot);
+    }
     if let Some(id) = &d.caller_id {
         debug_assert!(id.len() <= u8::MAX as usize);
         buf.push(id.len() as u8);
@@ -678,7 +688,8 @@ pub fn push_decision(buf: &mut Vec<u8>, d: &DecisionEntry) {
 
 /// Bytes [`push_decision`] writes for `d`.
 pub fn decision_len(d: &DecisionEntry) -> usize {
-    23 + d.caller_id.as_ref().map_or(0, |id| 1 + id.len())
+    23 + usize::from(d.slot != 0)
+        + d.caller_id.as_ref().map_or(0, |id| 1 + id.len())
         + d.context.as_ref().map_or(0, |x| 1 + 8 * x.len())
 }
 
@@ -691,9 +702,10 @@ pub fn decode_decisions(key: &[u8], v: &[u8]) -> Result<Vec<DecisionEntry>, Stor
         let segment = r.u32()?;
         let arm = r.u16()?;
         let flags = r.u8()?;
-        if flags & !(HAS_CALLER_ID | HAS_CONTEXT | HOLDOUT) != 0 {
+        if flags & !(HAS_CALLER_ID | HAS_CONTEXT | HOLDOUT | SLOT) != 0 {
             return Err(corrupt(key, format!("unknown decision flags {flags}")));
         }
+        let slot = if flags & SLOT != 0 { r.u8()? } else { 0 };
         let caller_id = if flags & HAS_CALLER_ID != 0 {
             let n = r.u8()? as usize;
             let s = std::str::from_utf8(r.bytes(n)?).map_err(|e| corrupt(key, e))?;
@@ -723,6 +735,7 @@ pub fn decode_decisions(key: &[u8], v: &[u8]) -> Result<Vec<DecisionEntry>, Stor
             context,
             probs: None,
             holdout: flags & HOLDOUT != 0,
+            slot,
         });
     }
     Ok(out)
@@ -913,6 +926,7 @@ mod tests {
                 context: None,
                 probs: None,
                 holdout: false,
+                slot: 0,
             },
             DecisionEntry {
                 created_ms: 1_700_000_000_005,
@@ -923,6 +937,7 @@ mod tests {
                 context: Some(vec![1.0, -0.5, 3.25].into()),
                 probs: None,
                 holdout: true,
+                slot: 2,
             },
         ];
         let mut buf = Vec::new();

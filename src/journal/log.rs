@@ -136,6 +136,8 @@ pub struct LoggedDecision {
     pub context: Vec<f64>,
     /// A holdout decision (chosen uniformly, not learned from).
     pub holdout: bool,
+    /// Its slot in its slate (0: the first, or a single arm).
+    pub slot: u8,
 }
 
 /// An outcome as the log keeps it.

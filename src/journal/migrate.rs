@@ -295,6 +295,7 @@ fn convert(v0: V0) -> Vec<Op> {
                 context: (!d.context.is_empty()).then(|| Arc::from(d.context.clone())),
                 probs: None,
                 holdout: false,
+                slot: 0,
             };
             if block.len() + format::decision_len(&entry) > format::MAX_VALUE_BYTES {
                 ops.push(Op::Put(

@@ -47,6 +47,7 @@ fn decision(at: Position) -> Change {
             context: None,
             probs: None,
             holdout: false,
+            slot: 0,
         },
     }
 }

@@ -220,6 +220,7 @@ impl Writer {
                                 .map(|x| x.get(1..).unwrap_or_default().to_vec())
                                 .unwrap_or_default(),
                             holdout: entry.holdout,
+                            slot: entry.slot,
                         },
                     );
                 }

@@ -826,6 +826,56 @@ pub fn choose_lints_exact(
     })
 }
 
+/// Slates under LinUCB: the upper bound of each position of `active`, by
+/// which the slate is ranked (see [`super::slate`]). `None` for the inputs
+/// [`choose_ucb`] refuses.
+pub fn ucb_scores(arms: &[LinearArm], active: &[usize], x: &[f64], alpha: f64) -> Option<Vec<f64>> {
+    if !(alpha.is_finite() && alpha >= 0.0 && valid_inputs(arms, active, x)) {
+        return None;
+    }
+    Some(
+        active
+            .iter()
+            .map(|&a| arms[a].score_ucb(x, alpha))
+            .collect(),
+    )
+}
+
+/// Slates under linear Thompson sampling: [`LINTS_DRAWS`] joint draws of
+/// every active arm's score from `N(θₐᵀx, v²·xᵀA⁻¹ₐx)`, each draw's top
+/// `depth` kept; the slate is one of them (see [`super::slate`]). `None` for
+/// the inputs [`choose_lints_exact`] refuses.
+pub fn lints_draws(
+    arms: &[LinearArm],
+    active: &[usize],
+    x: &[f64],
+    v: f64,
+    depth: usize,
+    rng: &mut impl Rng,
+) -> Option<super::slate::Draws> {
+    if !(v.is_finite() && v >= 0.0 && valid_inputs(arms, active, x)) {
+        return None;
+    }
+    let stats: Vec<(f64, f64)> = active
+        .iter()
+        .map(|&a| {
+            let (mean, quad) = arms[a].mean_and_quad(x);
+            (mean, v * quad.sqrt())
+        })
+        .collect();
+    Some(super::slate::Draws::collect(
+        active.len(),
+        depth,
+        LINTS_DRAWS as usize,
+        |s| {
+            for (out, &(mean, sd)) in s.iter_mut().zip(&stats) {
+                let z: f64 = rng.sample(StandardNormal);
+                *out = mean + sd * z;
+            }
+        },
+    ))
+}
+
 /// `m += s·x xᵀ` (`m` is `d*d` row-major).
 fn add_outer(m: &mut [f64], x: &[f64], s: f64) {
     let d = x.len();

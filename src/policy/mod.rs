@@ -11,6 +11,7 @@
 //! - [`exposure`]: pending decisions as fractional evidence, by time bucket.
 //! - [`pooling`]: the empirical-Bayes prior of a sparse segment.
 //! - [`linucb`]: disjoint LinUCB (and linear Thompson sampling) over context features.
+//! - [`slate`]: ranked slates of k arms with position-wise propensities.
 //! - uniform split: no state at all, see [`uniform_choice`].
 //! - ε-greedy: the common baseline, see [`epsilon_greedy`].
 
@@ -19,6 +20,7 @@ pub mod delay;
 pub mod exposure;
 pub mod linucb;
 pub mod pooling;
+pub mod slate;
 pub mod thompson;
 
 use rand::Rng;

@@ -783,17 +783,18 @@ impl Replica {
     pub async fn reward(
         &self,
         decision_id: &str,
+        slot: usize,
         value: f64,
         forwarded: bool,
         token: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     ) -> Result<RewardOutcome> {
         match self.route(decision_id) {
-            Route::Local(id) => self.engine.reward(id, value),
+            Route::Local(id) => self.engine.reward_slot(id, slot, value),
             Route::Owner(_) if forwarded => {
                 Err(Error::NotFound(format!("decision {decision_id:?}")))
             }
-            Route::Owner(owner) => self.forward(owner, decision_id, value, token).await,
-            Route::Unowned(id) => match self.engine.reward(id, value) {
+            Route::Owner(owner) => self.forward(owner, decision_id, slot, value, token).await,
+            Route::Unowned(id) => match self.engine.reward_slot(id, slot, value) {
                 Err(Error::NotFound(m)) if !forwarded => {
                     // A replica that joined since the last pull may hold it.
                     let complete = self.refresh_peers().await;
@@ -807,7 +808,7 @@ impl Replica {
                         .collect();
                     let mut unreachable = None;
                     for peer in peers {
-                        match self.forward(&peer, id, value, token).await {
+                        match self.forward(&peer, id, slot, value, token).await {
                             Err(Error::NotFound(_)) => {}
                             Err(Error::ReplicaUnavailable(m)) => unreachable = Some(m),
                             other => return other,
@@ -869,6 +870,7 @@ impl Replica {
         &self,
         owner: &str,
         decision_id: &str,
+        slot: usize,
         value: f64,
         token: Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     ) -> Result<RewardOutcome> {
@@ -894,6 +896,7 @@ impl Replica {
         let mut req = tonic::Request::new(crate::api::pb::RewardRequest {
             decision_id: decision_id.to_string(),
             value,
+            slot: slot as u32,
         });
         if let Ok(me) = self.opts.replica_id.parse() {
             req.metadata_mut().insert(FORWARDED_HEADER, me);

@@ -453,6 +453,7 @@ pub async fn run_live(scenario: &Scenario, opts: &LiveOptions) -> Result<LiveRep
                         .reward(pb::RewardRequest {
                             decision_id,
                             value: 1.0,
+                            slot: 0,
                         })
                         .await
                 }

@@ -382,6 +382,7 @@ impl Decider {
                     Vec::new()
                 },
                 decision_id: None,
+                count: 1,
             },
             ab,
             campaigns,

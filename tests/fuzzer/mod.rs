@@ -246,12 +246,23 @@ fn message(rng: &mut SmallRng, i: usize, decisions: &[String]) -> Vec<u8> {
                 } else {
                     String::new()
                 },
+                // Slates: mostly a few slots, sometimes more than the arms
+                // or the limit.
+                count: match rng.random_range(0..20) {
+                    0 => u32::MAX,
+                    1 => 17,
+                    k => k % 5,
+                },
             }
             .encode_to_vec()
         }
         1 => pb::RewardRequest {
             decision_id: decision(rng),
             value: double(rng),
+            slot: match rng.random_range(0..10) {
+                0 => u32::MAX,
+                k => k % 4,
+            },
         }
         .encode_to_vec(),
         2 => pb::CreateCampaignRequest {

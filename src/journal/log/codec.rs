@@ -37,6 +37,8 @@ const D_CONTEXT: u8 = 16;
 const D_PROBS_LEVELS: u8 = 32;
 /// A holdout decision (chosen uniformly, not learned from).
 const D_HOLDOUT: u8 = 64;
+/// A slot of a slate other than the first: its number follows the arm.
+const D_SLOT: u8 = 128;
 
 const O_RUN: u8 = 1;
 const O_EXPIRED: u8 = 2;
@@ -114,8 +116,8 @@ pub(super) struct Encoder {
     run: u32,
     slot: u64,
     ms: u64,
-    /// Decision blocks: the last vector written per segment.
-    last: FastMap<u32, Arc<[f64]>>,
+    /// Decision blocks: the last vector written per segment and slot.
+    last: FastMap<(u32, u8), Arc<[f64]>>,
 }
 
 impl Encoder {
@@ -143,7 +145,7 @@ impl Encoder {
         let probs = d.probs.as_ref().filter(|p| p.len() <= MAX_PROBS);
         let repeat = probs.is_some_and(|p| {
             self.last
-                .get(&d.segment)
+                .get(&(d.segment, d.slot))
                 .is_some_and(|q| Arc::ptr_eq(p, q) || **p == **q)
         });
         let levels = probs.and_then(|p| two_levels(p));
@@ -165,10 +167,16 @@ impl Encoder {
         if d.holdout {
             flags |= D_HOLDOUT;
         }
+        if d.slot != 0 {
+            flags |= D_SLOT;
+        }
         v.push(flags);
         self.put_position(v, flags & D_RUN != 0, d.at, d.created_ms);
         put_varint(v, u64::from(d.segment));
         put_varint(v, u64::from(d.arm));
+        if d.slot != 0 {
+            put_varint(v, u64::from(d.slot));
+        }
         if flags & D_PROPENSITY != 0 {
             v.extend_from_slice(&d.propensity.to_bits().to_be_bytes());
         }
@@ -190,7 +198,7 @@ impl Encoder {
                 }
                 None => put_f64s(v, p),
             }
-            self.last.insert(d.segment, p.clone());
+            self.last.insert((d.segment, d.slot), p.clone());
         }
         if flags & D_CONTEXT != 0 {
             put_f64s(v, &d.context);
@@ -258,20 +266,11 @@ pub(super) fn decode_decisions(
     while !r.at_end() {
         let flags = r.u8()?;
         let vector = flags & (D_PROBS_INLINE | D_PROBS_REPEAT | D_PROBS_LEVELS);
-        if flags
-            & !(D_RUN
-                | D_PROBS_INLINE
-                | D_PROBS_REPEAT
-                | D_PROPENSITY
-                | D_CONTEXT
-                | D_PROBS_LEVELS
-                | D_HOLDOUT)
-            != 0
-            || vector.count_ones() > 1
-        {
+        // Every flag bit has a meaning; two vector kinds at once have none.
+        if vector.count_ones() > 1 {
             return Err(format::corrupt(
                 key,
-                format!("unknown decision flags {flags:#x}"),
+                format!("decision flags {flags:#x} name two kinds of vector"),
             ));
         }
         e.advance(&mut r, key, flags & D_RUN != 0)?;
@@ -279,6 +278,12 @@ pub(super) fn decode_decisions(
             .map_err(|_| format::corrupt(key, "a segment beyond u32"))?;
         let arm = u16::try_from(varint(&mut r, key)?)
             .map_err(|_| format::corrupt(key, "an arm beyond u16"))?;
+        let slot = if flags & D_SLOT != 0 {
+            u8::try_from(varint(&mut r, key)?)
+                .map_err(|_| format::corrupt(key, "a slot beyond u8"))?
+        } else {
+            0
+        };
         let explicit = if flags & D_PROPENSITY != 0 {
             Some(r.f64()?)
         } else {
@@ -286,7 +291,7 @@ pub(super) fn decode_decisions(
         };
         let probs = if flags & D_PROBS_INLINE != 0 {
             let p: Arc<[f64]> = f64s(&mut r, key, MAX_PROBS)?.into();
-            e.last.insert(segment, p.clone());
+            e.last.insert((segment, slot), p.clone());
             Some(p)
         } else if flags & D_PROBS_LEVELS != 0 {
             let n = varint(&mut r, key)?;
@@ -305,12 +310,12 @@ pub(super) fn decode_decisions(
                 })
                 .collect::<Vec<f64>>()
                 .into();
-            e.last.insert(segment, p.clone());
+            e.last.insert((segment, slot), p.clone());
             Some(p)
         } else if flags & D_PROBS_REPEAT != 0 {
             Some(
                 e.last
-                    .get(&segment)
+                    .get(&(segment, slot))
                     .cloned()
                     .ok_or_else(|| format::corrupt(key, "a repeated vector without a first"))?,
             )
@@ -340,6 +345,7 @@ pub(super) fn decode_decisions(
             probs,
             context,
             holdout: flags & D_HOLDOUT != 0,
+            slot,
         });
     }
     Ok(out)
@@ -475,6 +481,7 @@ fn decode_decisions_v1(key: &[u8], value: &[u8]) -> Result<Vec<LoggedDecision>, 
             probs,
             context,
             holdout: false,
+            slot: 0,
         });
     }
     Ok(out)
@@ -549,6 +556,7 @@ mod tests {
                     probs: probs.cloned(),
                     context,
                     holdout: segment == 1 && arm == 0,
+                    slot: if at.1 == 3 { 1 } else { 0 },
                 }
             };
         vec![
@@ -689,6 +697,7 @@ mod tests {
                 probs: Some(v.clone()),
                 context: vec![],
                 holdout: false,
+                slot: 0,
             };
             d.propensity = v[usize::from(d.arm)];
             e.decision(&mut buf, &d);
@@ -725,10 +734,15 @@ mod tests {
             }
         }
         assert_eq!(v[0], 0);
-        assert_eq!(
-            decode_decisions(b"k", &v).expect("decode"),
-            ds[..6].to_vec()
-        );
+        // (Nor slots.)
+        let want: Vec<LoggedDecision> = ds[..6]
+            .iter()
+            .map(|d| LoggedDecision {
+                slot: 0,
+                ..d.clone()
+            })
+            .collect();
+        assert_eq!(decode_decisions(b"k", &v).expect("decode"), want);
         let mut v = Vec::new();
         for o in outcomes().iter().take(3) {
             push_outcome_v1(&mut v, o);

@@ -13,6 +13,7 @@ fn decision(slot: u64, ms: u64, segment: u32, probs: Option<Arc<[f64]>>) -> Logg
         probs,
         context: vec![0.5, -2.0],
         holdout: slot % 5 == 0,
+        slot: (slot % 7 == 3) as u8 * 2,
     }
 }
 
