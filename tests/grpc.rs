@@ -966,3 +966,118 @@ async fn value_caps_and_holdout_over_grpc() {
         .into_inner();
     assert_eq!(listed.campaigns.len(), 1, "nothing bad was created");
 }
+
+// Ranked slates over gRPC: count = 3 gives 3 distinct arms in slot order,
+// the first repeated in arm_id and propensity; count 0 is one slot. A
+// reward names its slot and updates that slot's arm; the decision log has
+// one record per slot under the slate's id; a pending slot is rewarded
+// after a restart. A slot the slate lacks, or more slots than arms or than
+// the limit, is INVALID_ARGUMENT and changes nothing.
+#[tokio::test]
+async fn ranked_slates_over_grpc() {
+    let server = TestServer::start(15).await;
+    let mut admin = server.campaigns().await;
+    let mut bandit = server.bandit().await;
+    create(
+        &mut admin,
+        thompson("page", &["a", "b", "c", "d", "e"], 600),
+    )
+    .await;
+    let slate = |count: u32| pb::ChooseRequest {
+        count,
+        ..choose_req("page", "mobile")
+    };
+    let one = bandit.choose(slate(0)).await.expect("count 0").into_inner();
+    assert_eq!(one.slate.len(), 1);
+    assert_eq!(
+        (&one.slate[0].arm_id, one.slate[0].propensity),
+        (&one.arm_id, one.propensity)
+    );
+    let d = bandit.choose(slate(3)).await.expect("slate").into_inner();
+    assert_eq!(d.slate.len(), 3);
+    assert_eq!(d.slate[0].arm_id, d.arm_id);
+    assert_eq!(d.slate[0].propensity, d.propensity);
+    let mut ids: Vec<&str> = d.slate.iter().map(|s| s.arm_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "{:?}", d.slate);
+    assert!(d
+        .slate
+        .iter()
+        .all(|s| s.propensity > 0.0 && s.propensity <= 1.0));
+    let resolved = |s: &pb::GetStatsResponse, arm: &str| {
+        let a = s.segments[0]
+            .arms
+            .iter()
+            .find(|a| a.arm_id == arm)
+            .expect("arm");
+        a.pulls - a.pending
+    };
+    let reward = |slot: u32, value: f64| pb::RewardRequest {
+        decision_id: d.decision_id.clone(),
+        value,
+        slot,
+    };
+    bandit.reward(reward(1, 1.0)).await.expect("slot 1");
+    let s = stats(&mut admin, "page", "").await;
+    assert_eq!(resolved(&s, &d.slate[1].arm_id), 1);
+    assert_eq!(
+        s.segments[0].arms.iter().map(|a| a.reward_sum).sum::<f64>(),
+        1.0
+    );
+    for (what, req, code) in [
+        ("slot 3 of 3", reward(3, 1.0), Code::InvalidArgument),
+        (
+            "slot u32::MAX",
+            reward(u32::MAX, 1.0),
+            Code::InvalidArgument,
+        ),
+    ] {
+        let err = bandit.reward(req).await.expect_err(what);
+        assert_eq!(err.code(), code, "{what}: {err:?}");
+    }
+    for (what, count) in [("6 of 5 arms", 6), ("17 slots", 17)] {
+        let err = bandit.choose(slate(count)).await.expect_err(what);
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+    }
+    assert_eq!(
+        stats(&mut admin, "page", "").await,
+        s,
+        "refused calls change nothing"
+    );
+    let mut stream = admin
+        .export_decisions(pb::ExportDecisionsRequest {
+            campaign_id: "page".into(),
+            include_pending: true,
+            ..Default::default()
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    let mut records = Vec::new();
+    while let Some(m) = stream.message().await.expect("message") {
+        records.extend(m.decisions);
+    }
+    let mut mine: Vec<&pb::LoggedDecision> = records
+        .iter()
+        .filter(|r| r.decision_id == d.decision_id)
+        .collect();
+    mine.sort_by_key(|r| r.slot);
+    assert_eq!(
+        mine.iter().map(|r| r.slot).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    for (r, s) in mine.iter().zip(&d.slate) {
+        assert_eq!((&r.arm_id, r.propensity), (&s.arm_id, s.propensity));
+    }
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, 15).await;
+    let mut admin = server.campaigns().await;
+    let mut bandit = server.bandit().await;
+    bandit
+        .reward(reward(2, 1.0))
+        .await
+        .expect("slot 2 after the restart");
+    let s = stats(&mut admin, "page", "").await;
+    assert_eq!(resolved(&s, &d.slate[2].arm_id), 1);
+}

@@ -234,7 +234,7 @@ pub fn page(sc: &Scenario, r: &SimResults, runs: usize, seed: u64, mde: f64) -> 
     }
     let settings = report::marketing(sc, r);
     if !settings.is_empty() {
-        o.push_str("<h2>Revenue, holdout and budgets</h2>\n");
+        o.push_str("<h2>Revenue, holdout, budgets and slates</h2>\n");
         for v in &settings {
             let _ = writeln!(o, "<div class=\"box\">{}</div>", esc(v));
         }

@@ -49,6 +49,12 @@ pub fn parse_strategies(list: &str, scenario: &Scenario) -> Result<Vec<StrategyK
         if k == StrategyKind::LinUcb && scenario.features.is_empty() {
             return Err("--strategies: linucb needs a scenario with segment features".into());
         }
+        if k.design().is_some() && scenario.campaign.slots > 1 {
+            return Err(format!(
+                "--strategies: {name} is an A/B design, which shows one offer per customer; this scenario fills pages of {} slots",
+                scenario.campaign.slots
+            ));
+        }
         if !out.contains(&k) {
             out.push(k);
         }
@@ -104,6 +110,12 @@ fn check_and_run(a: &SimulateArgs) -> Result<Result<String, SimCliError>, String
         sc.ab.looks = l;
     }
     if !a.target.is_empty() {
+        if sc.campaign.slots > 1 {
+            return Err(format!(
+                "--target: live runs show one offer per customer; scenario {:?} has slots = {} (simulate it offline)",
+                sc.name, sc.campaign.slots
+            ));
+        }
         return Ok(run_live_cli(&sc, a, &a.target));
     }
     let strategies = match &a.strategies {

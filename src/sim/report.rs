@@ -224,11 +224,16 @@ pub fn effects(r: &SimResults) -> (Vec<String>, Vec<String>) {
         .zip(&r.single_best_expected)
         .map(|(o, s)| o - s)
         .collect();
+    let (what, whose) = if r.slots > 1 {
+        ("page", "page")
+    } else {
+        ("offer", "offer")
+    };
     if let Some(c) = ceiling.first() {
         if *c > 0.5 {
             let s = spread(&ceiling);
             value.push(format!(
-                "The ceiling: showing each customer their own best offer instead of one offer for everyone (the best at each moment) is worth {} expected conversions (the oracle against the best offer of each of the 60 time slices, from the true rates; runs {} to {}).",
+                "The ceiling: showing each customer their own best {what} instead of one {what} for everyone (the best at each moment) is worth {} expected conversions (the oracle against the best {whose} of each of the 60 time slices, from the true rates; runs {} to {}).",
                 n0(s.mean.mean),
                 n0(quantile(&ceiling, 0.0)),
                 n0(quantile(&ceiling, 1.0))
@@ -248,12 +253,67 @@ fn pp(v: f64) -> String {
     format!("{:+.2}", 100.0 * v)
 }
 
+/// Pages of several slots: each learning strategy's slates against the
+/// uniformly shuffled slate (conversions, paired by run), and the share of
+/// the best page's expected conversions each strategy's pages reached.
+fn slate_lines(sc: &Scenario, r: &SimResults) -> Vec<String> {
+    let attention: Vec<String> = sc
+        .campaign
+        .slot_attention
+        .iter()
+        .map(|a| format!("{:.0}%", 100.0 * a))
+        .collect();
+    let mut out = vec![format!(
+        "Pages of {} slots (a ranked slate from Choose with count = {}; customers look at the slots with chance {}; every slot's conversion counts and is learned for its offer).",
+        sc.campaign.slots,
+        sc.campaign.slots,
+        attention.join(", ")
+    )];
+    let uniform = index_of(r, StrategyKind::Uniform);
+    for (s, k) in r.strategies.iter().enumerate() {
+        if *k == StrategyKind::Uniform {
+            continue;
+        }
+        let share: Vec<f64> = r.runs[s]
+            .iter()
+            .map(|m| {
+                let t = m.total();
+                if m.oracle_expected > 0.0 {
+                    t.expected / m.oracle_expected
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect();
+        let sh = spread(&share);
+        let against = match uniform {
+            Some(u) => format!(
+                "; against the uniformly shuffled slate, {} conversions",
+                signed(&paired(r, s, u), "", "", "")
+            ),
+            None => String::new(),
+        };
+        out.push(format!(
+            "Slates of {}: {:.1}% of the best page's expected conversions (median {:.1}%, 10th-90th percentile {:.1}% to {:.1}%){against}.",
+            k.label(),
+            100.0 * sh.mean.mean,
+            100.0 * sh.median,
+            100.0 * sh.p10,
+            100.0 * sh.p90
+        ));
+    }
+    out
+}
+
 /// The marketer's settings in words: value-aware Thompson against
 /// Thompson on conversions (revenue, paired by run), each bandit's uplift
 /// over its holdout (conversion rate, per run), and each capped offer's
 /// largest count in any run against its cap.
 pub fn marketing(sc: &Scenario, r: &SimResults) -> Vec<String> {
     let mut out = Vec::new();
+    if sc.campaign.slots > 1 {
+        out.extend(slate_lines(sc, r));
+    }
     if let (Some(v), Some(t)) = (
         index_of(r, StrategyKind::ThompsonValue),
         index_of(r, StrategyKind::ThompsonCampaign),
@@ -598,7 +658,7 @@ pub fn summary(sc: &Scenario, r: &SimResults, runs: usize, mde: f64) -> String {
     let settings = marketing(sc, r);
     if !settings.is_empty() {
         sep(&mut o);
-        o.push_str("Revenue, holdout and budgets:\n");
+        o.push_str("Revenue, holdout, budgets and slates:\n");
         for v in &settings {
             let _ = writeln!(o, "  {v}");
         }

@@ -9,7 +9,7 @@
 use super::abrun::AbUnit;
 use super::population::Population;
 use super::scenario::Scenario;
-use super::strategy::{argmax, AbPlans, Decider, Setup, StrategyKind};
+use super::strategy::{argmax, top_offers, AbPlans, Decider, Setup, StrategyKind};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::IsTerminal;
@@ -141,6 +141,8 @@ pub struct SimResults {
     pub oracle_expected: Vec<f64>,
     /// The seed of each run.
     pub seeds: Vec<u64>,
+    /// Offers on each customer's page (the scenario's `slots`).
+    pub slots: usize,
 }
 
 /// Buckets over the horizon in metrics and charts.
@@ -157,8 +159,8 @@ pub fn run_seed(seed: u64, run: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A conversion to report: (report time, customer number, decision id).
-type Conversion = Reverse<(u64, u64, Arc<str>)>;
+/// A conversion to report: (report time, customer number, decision id, slot).
+type Conversion = Reverse<(u64, u64, Arc<str>, usize)>;
 
 /// Runs one strategy over one run's customer stream; also returns the
 /// Σ true p per offer (to name the true best offer).
@@ -196,6 +198,9 @@ pub fn run_one(
     let strategy_seed = run_seed(seed, 1000 + kind as usize);
     let mut decider = Decider::new(kind, setup, strategy_seed, log.is_some())?;
     let window_ms = u64::from(s.delay.attribution_window_minutes) * 60_000;
+    let slots = s.campaign.slots;
+    let mut attention_desc = s.campaign.slot_attention.clone();
+    attention_desc.sort_by(|a, b| b.total_cmp(a));
     // Only conversions are reported; the engine learns a non-conversion when
     // its reward timeout passes.
     let mut conversions: BinaryHeap<Conversion> = BinaryHeap::new();
@@ -204,9 +209,9 @@ pub fn run_one(
     let mut last_t = 0;
     for (seq, c) in pop.stream(seed).enumerate() {
         while conversions.peek().is_some_and(|e| e.0 .0 <= c.t_ms) {
-            if let Some(Reverse((due, _, id))) = conversions.pop() {
+            if let Some(Reverse((due, _, id, slot))) = conversions.pop() {
                 decider.advance(due.max(last_t))?;
-                decider.convert(&id)?;
+                decider.convert(&id, slot)?;
             }
         }
         decider.advance(c.t_ms)?;
@@ -221,49 +226,83 @@ pub fn run_one(
             }
         }
         let pick = decider.choose(setup, &c, &probs)?;
-        let p = probs[pick.offer];
-        let best = probs[argmax(&probs)];
+        // The best page the true rates allow: the likeliest offers in the
+        // slots most looked at (one offer: the best one).
+        let best = if slots == 1 {
+            probs[argmax(&probs)]
+        } else {
+            top_offers(&probs, slots)
+                .iter()
+                .zip(&attention_desc)
+                .map(|(&o, a)| a * probs[o])
+                .sum()
+        };
         m.oracle_expected += best;
         for (t, q) in m.segment_true[c.segment].iter_mut().zip(&probs) {
             *t += q;
         }
-        let converted = c.u < p;
+        // Slot 0 converts on the customer's coin (a page of one offer is
+        // the single-offer model exactly); the other slots on coins of
+        // their own, drawn with whether the customer looks at the slot.
+        let mut page_rng = (slots > 1).then(|| {
+            <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(
+                c.index ^ seed.rotate_left(17) ^ 0x5107_5107,
+            )
+        });
+        let (mut expected, mut converted_n, mut revenue) = (0.0, 0u64, 0.0);
         let b = &mut m.buckets[(c.index / bucket_size) as usize];
+        for (slot, &offer) in pick.slate.iter().enumerate() {
+            let attention = s.campaign.slot_attention.get(slot).copied().unwrap_or(1.0);
+            let p = probs[offer];
+            let converted = match page_rng.as_mut() {
+                None => c.u < p,
+                Some(r) => {
+                    let looks = rand::Rng::random::<f64>(r) < attention;
+                    let u = if slot == 0 {
+                        c.u
+                    } else {
+                        rand::Rng::random::<f64>(r)
+                    };
+                    looks && u < p
+                }
+            };
+            expected += attention * p;
+            b.offer_counts[offer] += 1;
+            if converted {
+                converted_n += 1;
+                revenue += s.offers[offer].revenue.unwrap_or(0.0);
+            }
+            if converted && c.delay_ms <= window_ms && pick.decision.is_some() {
+                m.offer_reported[offer] += 1;
+            }
+            if let (true, Some(id)) = (converted && c.delay_ms <= window_ms, &pick.decision) {
+                conversions.push(Reverse((c.t_ms + c.delay_ms, seq as u64, id.clone(), slot)));
+            }
+        }
         b.customers += 1;
-        b.conversions += u64::from(converted);
-        b.expected += p;
-        b.regret += best - p;
-        b.offer_counts[pick.offer] += 1;
+        b.conversions += converted_n;
+        b.expected += expected;
+        b.regret += best - expected;
         for (t, q) in b.offer_expected.iter_mut().zip(&probs) {
             *t += q;
         }
-        if converted {
-            b.revenue += s.offers[pick.offer].revenue.unwrap_or(0.0);
-        }
+        b.revenue += revenue;
         let side = if pick.holdout {
             &mut m.holdout
         } else {
             &mut m.policy
         };
         side.customers += 1;
-        side.conversions += u64::from(converted);
-        if converted {
-            side.revenue += s.offers[pick.offer].revenue.unwrap_or(0.0);
-        }
-        if converted && c.delay_ms <= window_ms && pick.decision.is_some() {
-            m.offer_reported[pick.offer] += 1;
-        }
+        side.conversions += converted_n;
+        side.revenue += revenue;
         let so = &mut m.segments[c.segment];
         so.customers += 1;
-        so.conversions += u64::from(converted);
-        so.regret += best - p;
-        if let (true, Some(id)) = (converted && c.delay_ms <= window_ms, pick.decision) {
-            conversions.push(Reverse((c.t_ms + c.delay_ms, seq as u64, id)));
-        }
+        so.conversions += converted_n;
+        so.regret += best - expected;
     }
-    while let Some(Reverse((due, _, id))) = conversions.pop() {
+    while let Some(Reverse((due, _, id, slot))) = conversions.pop() {
         decider.advance(due.max(last_t))?;
-        decider.convert(&id)?;
+        decider.convert(&id, slot)?;
     }
     // Let the last attribution window close (the A/B test may conclude).
     decider.horizon_ends(last_t);
@@ -296,6 +335,16 @@ type JobResult = Result<(RunMetrics, Vec<f64>), crate::Error>;
 
 /// Runs every strategy `runs` times, in parallel across cores.
 pub fn simulate(scenario: &Scenario, opts: &SimOptions) -> Result<SimResults, crate::Error> {
+    if let Some(k) = opts.strategies.iter().find(|k| k.design().is_some()) {
+        if scenario.campaign.slots > 1 {
+            return Err(crate::Error::InvalidArgument(format!(
+                "strategy {} is an A/B design, which shows one offer per customer; scenario {:?} fills pages of {} slots (leave the A/B designs out)",
+                k.key(),
+                scenario.name,
+                scenario.campaign.slots
+            )));
+        }
+    }
     let setup = Setup::new(scenario, opts.mde);
     let baseline_rate = setup.baseline_rate;
     let jobs: Vec<(usize, usize)> = (0..opts.runs)
@@ -349,7 +398,7 @@ pub fn simulate(scenario: &Scenario, opts: &SimOptions) -> Result<SimResults, cr
         single_best_expected[run] = m
             .buckets
             .iter()
-            .map(|b| b.offer_expected.iter().copied().fold(0.0, f64::max))
+            .map(|b| best_fixed_page(&b.offer_expected, &scenario.campaign.slot_attention))
             .sum();
         oracle_expected[run] = m.oracle_expected;
         runs[si].push(m);
@@ -365,7 +414,24 @@ pub fn simulate(scenario: &Scenario, opts: &SimOptions) -> Result<SimResults, cr
         single_best_expected,
         oracle_expected,
         seeds: (0..opts.runs).map(|r| run_seed(opts.seed, r)).collect(),
+        slots: scenario.campaign.slots,
     })
+}
+
+/// Expected conversions of the best page for everyone from per-offer
+/// expected conversions `e`: the best offer (one slot), or the likeliest
+/// offers in the slots most looked at.
+fn best_fixed_page(e: &[f64], attention: &[f64]) -> f64 {
+    if attention.len() <= 1 {
+        return e.iter().copied().fold(0.0, f64::max);
+    }
+    let mut a = attention.to_vec();
+    a.sort_by(|x, y| y.total_cmp(x));
+    top_offers(e, a.len())
+        .iter()
+        .zip(&a)
+        .map(|(&o, w)| w * e[o])
+        .sum()
 }
 
 /// A progress bar on the terminal once the simulation has taken a second

@@ -47,6 +47,8 @@
 //! segment_prior_strength = 10        # per-segment Thompson; 0: no pooling
 //! holdout_fraction = 0.05            # a uniform holdout, never learned from: the uplift is reported
 //! compare_value = true               # also run Thompson on revenue (rate × value) by default
+//! slots = 3                          # a page of 3 offers: a ranked slate (Choose with count); no A/B designs
+//! slot_attention = [1.0, 0.5, 0.33]  # chance a customer looks at each slot (default 1/(slot+1))
 //!
 //! [ab]                               # the A/B designs (all optional)
 //! control = "ten_percent"            # kept unless another offer beats it significantly (default: the first offer)
@@ -89,7 +91,7 @@ pub struct Scenario {
 
 /// Campaign settings a scenario applies to every bandit strategy (unset:
 /// the daemon's defaults).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CampaignSettings {
     /// Thompson, per-segment Thompson and ε-greedy (not LinUCB).
     pub decay_half_life_seconds: Option<u32>,
@@ -102,6 +104,27 @@ pub struct CampaignSettings {
     /// Also run value-aware Thompson sampling (arm value = offer revenue)
     /// by default.
     pub compare_value: bool,
+    /// Offers on each customer's page (1: one offer; more: a ranked slate
+    /// from `Choose` with `count`).
+    pub slots: usize,
+    /// Per slot, the chance a customer looks at it (default `1/(slot+1)`):
+    /// a customer converts on slot j's offer o iff they look at j and their
+    /// coin for j is below p(o).
+    pub slot_attention: Vec<f64>,
+}
+
+impl Default for CampaignSettings {
+    fn default() -> Self {
+        CampaignSettings {
+            decay_half_life_seconds: None,
+            exploration_floor: None,
+            pooling: None,
+            holdout_fraction: 0.0,
+            compare_value: false,
+            slots: 1,
+            slot_attention: vec![1.0],
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

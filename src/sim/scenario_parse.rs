@@ -52,6 +52,8 @@ pub(super) struct RawCampaign {
     pub(super) segment_prior_strength: Option<Spanned<f64>>,
     pub(super) holdout_fraction: Option<Spanned<f64>>,
     pub(super) compare_value: Option<bool>,
+    pub(super) slots: Option<Spanned<i64>>,
+    pub(super) slot_attention: Option<Spanned<Vec<f64>>>,
 }
 
 #[derive(Deserialize)]
@@ -374,7 +376,7 @@ pub(super) fn parse(src: &str) -> Result<Scenario, ScenarioError> {
     let response = super::scenario_model::response(&cx, &raw, &offers, &segments, &features)?;
     let (delay, drift) =
         super::scenario_model::delay_and_drift(&cx, &raw, &offers, &segments, days)?;
-    let campaign = campaign_settings(&cx, raw.campaign.as_ref())?;
+    let campaign = campaign_settings(&cx, raw.campaign.as_ref(), offers.len())?;
     let ab = ab_settings(&cx, raw.ab.as_ref(), &offers)?;
     Ok(Scenario {
         name,
@@ -447,6 +449,7 @@ fn ab_settings(
 fn campaign_settings(
     cx: &Ctx<'_>,
     raw: Option<&RawCampaign>,
+    offers: usize,
 ) -> Result<super::scenario::CampaignSettings, ScenarioError> {
     let mut out = super::scenario::CampaignSettings::default();
     let Some(raw) = raw else {
@@ -498,5 +501,44 @@ fn campaign_settings(
         out.holdout_fraction = v;
     }
     out.compare_value = raw.compare_value.unwrap_or(false);
+    if let Some(k) = &raw.slots {
+        let v = *k.get_ref();
+        let max = crate::policy::slate::MAX_SLOTS.min(offers) as i64;
+        if !(1..=max).contains(&v) {
+            return cx.err(
+                k.span(),
+                "campaign.slots",
+                format!("must be in [1, {max}] (at most 16, and at most the offers)"),
+            );
+        }
+        out.slots = v as usize;
+        out.slot_attention = (0..out.slots).map(|j| 1.0 / (j + 1) as f64).collect();
+    }
+    if let Some(a) = &raw.slot_attention {
+        let v = a.get_ref();
+        if v.len() != out.slots {
+            return cx.err(
+                a.span(),
+                "campaign.slot_attention",
+                format!(
+                    "needs one share per slot ({} for slots = {}), it has {}",
+                    out.slots,
+                    out.slots,
+                    v.len()
+                ),
+            );
+        }
+        if let Some(bad) = v
+            .iter()
+            .find(|x| !(x.is_finite() && **x > 0.0 && **x <= 1.0))
+        {
+            return cx.err(
+                a.span(),
+                "campaign.slot_attention",
+                format!("each share must be in (0, 1], found {bad}"),
+            );
+        }
+        out.slot_attention = v.clone();
+    }
     Ok(out)
 }

@@ -96,6 +96,8 @@ impl StrategyKind {
             .filter(|k| *k != StrategyKind::LinUcb || !scenario.features.is_empty())
             .filter(|k| *k != StrategyKind::AbSegment || scenario.segments.len() > 1)
             .filter(|k| *k != StrategyKind::ThompsonValue || scenario.campaign.compare_value)
+            // A/B designs show one offer per customer: no pages of slots.
+            .filter(|k| k.design().is_none() || scenario.campaign.slots == 1)
             .collect()
     }
 
@@ -125,7 +127,9 @@ impl StrategyKind {
 
 /// What a decider picked for one customer.
 pub struct Pick {
-    pub offer: usize,
+    /// The offers on the customer's page, slot by slot (one for a
+    /// scenario without slots).
+    pub slate: Vec<usize>,
     /// A holdout decision (uniform, not learned from).
     pub holdout: bool,
     /// The engine's decision id (`None` for the oracle, which learns nothing).
@@ -382,7 +386,7 @@ impl Decider {
                     Vec::new()
                 },
                 decision_id: None,
-                count: 1,
+                count: s.campaign.slots,
             },
             ab,
             campaigns,
@@ -412,9 +416,10 @@ impl Decider {
     /// Picks an offer for `c`, whose true probabilities are `probs` (only
     /// the oracle looks at them).
     pub fn choose(&mut self, setup: &Setup, c: &Customer, probs: &[f64]) -> SimResult<Pick> {
+        let slots = setup.scenario.campaign.slots;
         let Decider::Engine(d) = self else {
             return Ok(Pick {
-                offer: argmax(probs),
+                slate: top_offers(probs, slots),
                 holdout: false,
                 decision: None,
             });
@@ -455,7 +460,7 @@ impl Decider {
             // decision (nothing is learned).
             Err(crate::Error::ResourceExhausted(_)) if d.capped => {
                 return Ok(Pick {
-                    offer: fallback_offer(setup.scenario),
+                    slate: fallback_page(setup.scenario),
                     holdout: false,
                     decision: None,
                 });
@@ -463,7 +468,7 @@ impl Decider {
             Err(e) => return Err(e),
         };
         Ok(Pick {
-            offer: choice.arm,
+            slate: choice.slate.iter().map(|s| s.arm).collect(),
             holdout: choice.holdout,
             decision: Some(choice.decision_id),
         })
@@ -472,9 +477,9 @@ impl Decider {
     /// Reports a conversion inside the attribution window. Non-conversions
     /// are never reported: the engine learns them when the reward timeout
     /// passes, as it does in production.
-    pub fn convert(&mut self, decision: &str) -> SimResult<()> {
+    pub fn convert(&mut self, decision: &str, slot: usize) -> SimResult<()> {
         if let Decider::Engine(d) = self {
-            match d.engine.reward(decision, 1.0) {
+            match d.engine.reward_slot(decision, slot, 1.0) {
                 Ok(_) | Err(crate::Error::FailedPrecondition(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -541,6 +546,28 @@ pub fn fallback_offer(s: &Scenario) -> usize {
         .iter()
         .position(|o| o.budget.is_none())
         .unwrap_or(0)
+}
+
+/// What the ad server fills a page with when the campaign cannot: the
+/// scenario's uncapped offers first, then the others, in file order.
+pub fn fallback_page(s: &Scenario) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..s.offers.len()).collect();
+    order.sort_by_key(|&o| !s.offers[o].budget.is_none());
+    order.truncate(s.campaign.slots);
+    order
+}
+
+/// The `k` offers with the highest values, best first (the first on ties):
+/// the oracle's page, which pairs the likeliest offers with the slots most
+/// looked at when attention falls with the slot.
+pub fn top_offers(v: &[f64], k: usize) -> Vec<usize> {
+    if k <= 1 {
+        return vec![argmax(v)];
+    }
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[b].total_cmp(&v[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    order
 }
 
 /// Index of the largest value (the first on ties).
