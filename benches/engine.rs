@@ -113,6 +113,29 @@ fn engine_with(c: &mut Criterion, name: &str, store: Option<Arc<dyn Store>>) {
                 .expect("reward")
         })
     });
+    // A page of 3 slots: one slate (3 pending decisions) and a reward for
+    // its first slot (the others expire).
+    let slate = ChooseRequest {
+        count: 3,
+        ..req.clone()
+    };
+    let mut j = 0u32;
+    c.bench_function(
+        &format!("engine/{name}/slate_of_3_of_10_arms_and_reward"),
+        |b| {
+            b.iter(|| {
+                j += 1;
+                if j % 1000 == 0 {
+                    clock.fetch_add(1000, Ordering::Relaxed);
+                    engine.expire_due().expect("sweep");
+                }
+                let d = engine.choose(black_box(&slate)).expect("slate");
+                engine
+                    .reward(&d.decision_id, f64::from(j % 20 == 0))
+                    .expect("reward")
+            })
+        },
+    );
 }
 
 fn engine_memory(c: &mut Criterion) {

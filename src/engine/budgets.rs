@@ -18,6 +18,7 @@
 use super::state::CampaignState;
 use crate::campaign::{Budget, CapPeriod};
 use crate::journal::format::{BudgetRow, Counted, Counters, UpliftRow};
+use crate::policy::exposure::PendingBuckets;
 
 pub const DAY_MS: u64 = 86_400_000;
 
@@ -35,6 +36,10 @@ pub struct Budgets {
     pub blocked: Vec<bool>,
     /// Per segment number: the policy's and the holdout's resolved rewards.
     pub uplift: Vec<UpliftRow>,
+    /// Per segment number: the policy's and the holdout's pending
+    /// decisions by creation bucket (campaigns with a holdout; rebuilt from
+    /// the pending decisions at start-up, never persisted).
+    pub uplift_pending: Vec<[PendingBuckets; 2]>,
 }
 
 /// Impressions a daily cap of `max` allows by `now_ms`: `ceil(max · s)`
@@ -175,11 +180,41 @@ impl CampaignState {
         Some(b.counts[arm])
     }
 
-    /// Adds a resolved reward to segment `segment`'s uplift moments (policy
-    /// or holdout); the new row, for campaigns with a holdout.
-    pub fn count_uplift(&mut self, segment: u32, holdout: bool, reward: f64) -> Option<UpliftRow> {
+    /// Counts a pending decision of segment `segment` created at
+    /// `created_ms` on its side of the holdout (campaigns with a holdout),
+    /// until [`Self::count_uplift`] resolves it.
+    pub fn note_uplift_pending(&mut self, segment: u32, holdout: bool, created_ms: u64) {
+        if self.spec.holdout_fraction <= 0.0 && !holdout {
+            return;
+        }
+        let bucket = self.learning.bucket(created_ms);
+        let p = &mut self.budgets.uplift_pending;
+        let i = segment as usize;
+        if p.len() <= i {
+            p.resize(i + 1, Default::default());
+        }
+        p[i][usize::from(holdout)].add(bucket);
+    }
+
+    /// Adds a resolved reward of a decision created at `created_ms` to
+    /// segment `segment`'s uplift moments (policy or holdout); the new row,
+    /// for campaigns with a holdout.
+    pub fn count_uplift(
+        &mut self,
+        segment: u32,
+        holdout: bool,
+        reward: f64,
+        created_ms: u64,
+    ) -> Option<UpliftRow> {
         if self.spec.holdout_fraction <= 0.0 && !holdout {
             return None;
+        }
+        let bucket = self.learning.bucket(created_ms);
+        if let Some(p) = self.budgets.uplift_pending.get_mut(segment as usize) {
+            let side = &mut p[usize::from(holdout)];
+            if side.count() > 0 {
+                side.remove(bucket);
+            }
         }
         let u = &mut self.budgets.uplift;
         if u.len() <= segment as usize {

@@ -172,6 +172,7 @@ impl Engine {
                     extra,
                 },
             );
+            st.note_uplift_pending(segment, pick.holdout, created_ms);
             // A holdout decision is never learned, so it is no evidence either.
             if !pick.holdout {
                 st.add_pending(segment, pick.arm, created_ms);

@@ -134,6 +134,7 @@ impl Engine {
                     decisions += 1;
                     if status == DecisionStatus::Pending {
                         st.note_pending(usize::from(arm));
+                        st.note_uplift_pending(segment, d.entry.holdout, d.entry.created_ms);
                         if !d.entry.holdout {
                             st.add_pending(segment, usize::from(arm), d.entry.created_ms);
                             if let Some(x) = &d.entry.context {

@@ -129,7 +129,7 @@ impl Engine {
             st.resolve_linear(usize::from(arm), x, created_ms, reward);
         }
         let budget = st.count_outcome(usize::from(arm), rewarded && reward > 0.0, now);
-        let uplift = st.count_uplift(segment, holdout, reward);
+        let uplift = st.count_uplift(segment, holdout, reward, created_ms);
         if let Some(counts) = budget {
             self.append(|| Change::Counters {
                 uid: cell.uid,

@@ -11,6 +11,7 @@ use crate::campaign::{validate_segment, PolicySpec, INTERCEPT};
 use crate::error::Result;
 use crate::journal::format::{Moments, UpliftRow};
 use crate::policy::beta::credible_interval_95;
+use crate::policy::exposure::{BucketWeights, PendingBuckets};
 use crate::policy::linucb::LinearArm;
 use crate::policy::thompson::{prob_best_valued, BetaParams};
 
@@ -62,8 +63,17 @@ pub struct SegmentReport {
 
 /// The policy's mean reward against the holdout's, with a 95% interval for
 /// the difference (Welch's unequal-variance normal approximation: the
-/// difference of means ± 1.96·sqrt(s²ₚ/nₚ + s²ₕ/nₕ)). The interval is
-/// infinite until each side has two resolved outcomes.
+/// difference of means ± 1.96·sqrt(s²ₚ/nₚ + s²ₕ/nₕ)).
+///
+/// A side's decisions that are still pending count as the engine's
+/// posteriors count them: each with weight G(age), the share of
+/// conversions that arrive by that age (learned delay distribution), so
+/// `n = resolved + Σ_pending G(age)`, the mean is `Σ reward / n` and the
+/// second moment `Σ reward² / n`. Counting resolved decisions only would
+/// read both sides high while their non-conversions wait for the timeout
+/// (conversions resolve early); the correction follows the delayed-feedback
+/// model of Chapelle (KDD 2014) as the posteriors do. The interval is
+/// infinite until each side's n reaches 2.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UpliftReport {
     pub policy_decisions: u64,
@@ -78,20 +88,34 @@ pub struct UpliftReport {
 }
 
 impl UpliftReport {
-    pub fn from_moments(policy: &Moments, holdout: &Moments) -> Self {
-        let mean = |m: &Moments| if m.n > 0 { m.sum / m.n as f64 } else { 0.0 };
-        // The unbiased variance of the mean, or ∞ below two outcomes.
-        let var_of_mean = |m: &Moments| {
-            if m.n < 2 {
+    /// From each side's resolved moments and its pending exposure
+    /// `Σ_pending G(age)` (0: every decision resolved).
+    pub fn from_moments(policy: &Moments, holdout: &Moments, pending: [f64; 2]) -> Self {
+        let n_of = |m: &Moments, w: f64| m.n as f64 + w.max(0.0);
+        let mean = |m: &Moments, w: f64| {
+            let n = n_of(m, w);
+            if n > 0.0 {
+                m.sum / n
+            } else {
+                0.0
+            }
+        };
+        // The unbiased variance of the mean, or ∞ below n = 2.
+        let var_of_mean = |m: &Moments, w: f64| {
+            let n = n_of(m, w);
+            if n < 2.0 {
                 return f64::INFINITY;
             }
-            let n = m.n as f64;
             let mu = m.sum / n;
             ((m.sq - n * mu * mu).max(0.0) / (n - 1.0)) / n
         };
-        let (mp, mh) = (mean(policy), mean(holdout));
+        let (mp, mh) = (mean(policy, pending[0]), mean(holdout, pending[1]));
+        let (vp, vh) = (
+            var_of_mean(policy, pending[0]),
+            var_of_mean(holdout, pending[1]),
+        );
         let uplift = mp - mh;
-        let half = 1.96 * (var_of_mean(policy) + var_of_mean(holdout)).sqrt();
+        let half = 1.96 * (vp + vh).sqrt();
         UpliftReport {
             policy_decisions: policy.n,
             policy_mean: mp,
@@ -127,24 +151,38 @@ impl Engine {
             let w = st.learning.weights(now).clone();
             let st = &*st;
             let holdout = st.spec.holdout_fraction > 0.0;
+            // Pending decisions by G(age) alone: the moments are not decayed.
+            let g = BucketWeights::at(now, &st.learning.delay, None);
+            let exposure = |p: &[PendingBuckets; 2]| [p[0].exposure(&g), p[1].exposure(&g)];
             let uplift_of = |seg: Option<&super::state::Segment>| {
                 if !holdout {
                     return None;
                 }
                 let u = &st.budgets.uplift;
-                let row = match seg {
-                    None => u.iter().fold(UpliftRow::default(), |acc, r| UpliftRow {
-                        policy: acc.policy.plus(&r.policy),
-                        holdout: acc.holdout.plus(&r.holdout),
-                    }),
-                    Some(s) => st
-                        .segment_index
-                        .get(&s.name)
-                        .and_then(|&no| u.get(no as usize))
-                        .copied()
-                        .unwrap_or_default(),
+                let p = &st.budgets.uplift_pending;
+                let (row, pending) = match seg {
+                    None => (
+                        u.iter().fold(UpliftRow::default(), |acc, r| UpliftRow {
+                            policy: acc.policy.plus(&r.policy),
+                            holdout: acc.holdout.plus(&r.holdout),
+                        }),
+                        p.iter()
+                            .map(exposure)
+                            .fold([0.0; 2], |a, e| [a[0] + e[0], a[1] + e[1]]),
+                    ),
+                    Some(s) => {
+                        let no = st.segment_index.get(&s.name).map(|&no| no as usize);
+                        (
+                            no.and_then(|i| u.get(i)).copied().unwrap_or_default(),
+                            no.and_then(|i| p.get(i)).map_or([0.0; 2], exposure),
+                        )
+                    }
                 };
-                Some(UpliftReport::from_moments(&row.policy, &row.holdout))
+                Some(UpliftReport::from_moments(
+                    &row.policy,
+                    &row.holdout,
+                    pending,
+                ))
             };
             let caps: Vec<(bool, u64, u64)> = (0..st.spec.arms.len())
                 .map(|a| {

@@ -1751,3 +1751,63 @@ fn score_ordered_slates_and_holdout_slates() {
     drop(e);
     clean(&store);
 }
+
+// While conversions are in and non-conversions still wait for their
+// timeout, the uplift counts the pending decisions by G(age) as the
+// posteriors do: each side's mean is near its true rate, not near 1 (what
+// counting resolved decisions only gives, since only conversions have
+// resolved); once everything has resolved the figures are the plain means.
+#[test]
+fn uplift_counts_pending_decisions_by_their_delay_weight() {
+    let t0 = 1_000_000;
+    let clock = Arc::new(AtomicU64::new(t0));
+    let store = Arc::new(MemoryStore::new());
+    let e = engine(store.clone(), &clock, 31);
+    e.create_campaign(marketing_spec("u", &[(1.0, no_cap()); 2], 0.5))
+        .expect("create");
+    let rate = [0.3, 0.1];
+    let mut rng = SmallRng::seed_from_u64(8);
+    let mut converts = Vec::new();
+    let (mut sum, mut n) = ([0.0f64; 2], [0u32; 2]);
+    for _ in 0..4000 {
+        let d = e.choose(&req("u", "s")).expect("choose");
+        let side = usize::from(d.holdout);
+        let c = rand::Rng::random_bool(&mut rng, rate[d.arm]);
+        sum[side] += f64::from(u8::from(c));
+        n[side] += 1;
+        if c {
+            converts.push(d.decision_id);
+        }
+    }
+    let truth = [sum[0] / f64::from(n[0]), sum[1] / f64::from(n[1])];
+    // Every conversion arrives 10 minutes later; 30 minutes in, the others
+    // are still pending (the timeout is an hour).
+    clock.store(t0 + 600_000, Ordering::Relaxed);
+    for id in &converts {
+        e.reward(id, 1.0).expect("reward");
+    }
+    clock.store(t0 + 1_800_000, Ordering::Relaxed);
+    let u = e.stats("u", "s").expect("stats")[0].uplift.expect("uplift");
+    assert!(
+        (u.policy_mean - truth[0]).abs() < 0.03,
+        "{u:?} against {truth:?}"
+    );
+    assert!(
+        (u.holdout_mean - truth[1]).abs() < 0.03,
+        "{u:?} against {truth:?}"
+    );
+    assert!(
+        u.ci_low < truth[0] - truth[1] && truth[0] - truth[1] < u.ci_high,
+        "{u:?}"
+    );
+    // After the timeout: the plain means of every decision.
+    clock.store(t0 + 3_700_000, Ordering::Relaxed);
+    e.expire_due().expect("sweep");
+    let u = e.stats("u", "").expect("stats")[0].uplift.expect("uplift");
+    assert!((u.policy_mean - truth[0]).abs() < 1e-12, "{u:?}");
+    assert!((u.holdout_mean - truth[1]).abs() < 1e-12, "{u:?}");
+    assert_eq!(u.policy_decisions + u.holdout_decisions, 4000);
+    e.shutdown().expect("shutdown");
+    drop(e);
+    clean(&store);
+}
