@@ -102,6 +102,30 @@ fn quickstart_with_the_cli() {
     let (code, _, err) = run(&["reward", "imp-1", "3"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("InvalidArgument"), "{err}");
+    // A slate of the three offers, slot by slot; a reward names its slot.
+    let (code, out, err) = run(&[
+        "choose",
+        "spring-sale",
+        "--count",
+        "3",
+        "--decision-id",
+        "page-1",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let slots: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with(['0', '1', '2']))
+        .collect();
+    assert_eq!(slots.len(), 3, "{out}");
+    for offer in ["ten-percent-off", "free-shipping", "bundle-deal"] {
+        assert!(slots.iter().any(|l| l.contains(offer)), "{out}");
+    }
+    let (code, out, err) = run(&["reward", "page-1", "1", "--slot", "2"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("reward learned"));
+    let (code, _, err) = run(&["reward", "page-1", "1", "--slot", "3"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no slot 3"), "{err}");
     let (_, out, _) = run(&["stats", "spring-sale"]);
     assert!(
         out.contains("returning-vip") && out.contains("P(BEST)"),

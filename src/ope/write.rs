@@ -7,7 +7,7 @@
 //!
 //! | field | value |
 //! |---|---|
-//! | `EventId` | the decision's server-generated id |
+//! | `EventId` | the decision's server-generated id (a slate's, for each of its slots) |
 //! | `Timestamp` | when it was made, RFC 3339 UTC with milliseconds |
 //! | `Version` | `"1"` |
 //! | `c` | `{"segment", "features": {name: value}, "_multi": [{"arm": id}, ...]}`, every arm of the campaign by index |
@@ -17,7 +17,7 @@
 //! | `_label_probability` | the chosen arm's propensity |
 //! | `_label_Action`, `_labelIndex` | the chosen action, 1-based and 0-based |
 //! | `o` | `[{"v": reward, "EventId", "ActionTaken": false}]` when a reward arrived, `[]` for the default at timeout |
-//! | `_banditd` | `{"campaign", "outcome": "reward"/"default", "outcome_at", "position": 0, "probabilities": "full"/"chosen-only"}` |
+//! | `_banditd` | `{"campaign", "outcome": "reward"/"default", "outcome_at", "position": the slot (0 for a single arm), "probabilities": "full"/"chosen-only"}` |
 //!
 //! Every policy the engine serves logs its whole vector (Thompson's P(best)
 //! with the floor, uniform, ε-greedy, LinUCB's ε/K plus the leaders' share,
@@ -28,8 +28,12 @@
 //! and the reader then keeps no vector.
 //!
 //! CSV: `timestamp` (ms since the epoch), `action` (the arm's index in the
-//! campaign, as `_multi` lists them), `position` (0), `reward`, `pscore`, then
-//! one column per context feature.
+//! campaign, as `_multi` lists them), `position` (the slot of a slate, 0 for
+//! a single arm), `reward`, `pscore` (position-wise for a slate: the
+//! probability of this arm in this slot, as Open Bandit Pipeline logs it),
+//! then one column per context feature.
+//!
+//! A slate is one record per slot, each with its slot's vector in `p`.
 
 use std::io::Write;
 
@@ -91,7 +95,7 @@ pub fn dsjson_line(header: &ExportHeader, r: &ExportRecord) -> String {
             "campaign": header.campaign_id,
             "outcome": outcome,
             "outcome_at": outcome_at.map(format_rfc3339_ms),
-            "position": 0,
+            "position": r.slot,
             "probabilities": if full { "full" } else { "chosen-only" },
         },
     });
@@ -123,8 +127,8 @@ impl<W: Write> CsvWriter<W> {
         };
         write!(
             self.out,
-            "{},{},0,{},{}",
-            r.created_ms, r.arm_index, reward, r.propensity
+            "{},{},{},{},{}",
+            r.created_ms, r.arm_index, r.slot, reward, r.propensity
         )?;
         for (_, v) in &r.context {
             write!(self.out, ",{v}")?;
