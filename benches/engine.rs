@@ -10,6 +10,7 @@
 
 use banditd::campaign::{ArmSpec, CampaignSpec, PolicySpec};
 use banditd::engine::{ChooseRequest, Clock, Engine, EngineOptions};
+use banditd::error::{Error, Result};
 use banditd::policy::thompson::{
     prob_best_exact, sample_argmax, sample_index, with_floor, BetaParams,
 };
@@ -61,6 +62,18 @@ fn policy(c: &mut Criterion) {
     });
 }
 
+/// Runs `call`; when the journal's write queue is full (the bench calls
+/// faster than the writer drains it on a busy machine) waits for the
+/// writer and runs it again, as a client backing off would.
+fn admitted<T>(engine: &Engine, what: &str, mut call: impl FnMut() -> Result<T>) -> T {
+    loop {
+        match call() {
+            Err(Error::ResourceExhausted(_)) => engine.sync().expect("sync"),
+            other => return other.expect(what),
+        }
+    }
+}
+
 /// Choose and reward through the engine; the manual clock moves 1 ms per
 /// decision and the expiry sweep runs every 1000 decisions, so the state
 /// stays at steady size (as in a running daemon).
@@ -83,10 +96,10 @@ fn engine_with(c: &mut Criterion, name: &str, store: Option<Arc<dyn Store>>) {
     };
     // Warm the posteriors so propensity refreshes are rare, as in steady state.
     for i in 0..20_000u32 {
-        let d = engine.choose(&req).expect("choose");
-        engine
-            .reward(&d.decision_id, f64::from(i % 20 == 0))
-            .expect("reward");
+        let d = admitted(&engine, "choose", || engine.choose(&req));
+        admitted(&engine, "reward", || {
+            engine.reward(&d.decision_id, f64::from(i % 20 == 0))
+        });
     }
     let mut n = 0u64;
     c.bench_function(&format!("engine/{name}/choose_10_arms"), |b| {
@@ -94,9 +107,9 @@ fn engine_with(c: &mut Criterion, name: &str, store: Option<Arc<dyn Store>>) {
             n += 1;
             if n % 1000 == 0 {
                 clock.fetch_add(1000, Ordering::Relaxed);
-                engine.expire_due().expect("sweep");
+                admitted(&engine, "sweep", || engine.expire_due());
             }
-            engine.choose(black_box(&req)).expect("choose")
+            admitted(&engine, "choose", || engine.choose(black_box(&req)))
         })
     });
     let mut i = 0u32;
@@ -105,12 +118,12 @@ fn engine_with(c: &mut Criterion, name: &str, store: Option<Arc<dyn Store>>) {
             i += 1;
             if i % 1000 == 0 {
                 clock.fetch_add(1000, Ordering::Relaxed);
-                engine.expire_due().expect("sweep");
+                admitted(&engine, "sweep", || engine.expire_due());
             }
-            let d = engine.choose(&req).expect("choose");
-            engine
-                .reward(&d.decision_id, f64::from(i % 20 == 0))
-                .expect("reward")
+            let d = admitted(&engine, "choose", || engine.choose(&req));
+            admitted(&engine, "reward", || {
+                engine.reward(&d.decision_id, f64::from(i % 20 == 0))
+            })
         })
     });
     // A page of 3 slots: one slate (3 pending decisions) and a reward for
@@ -127,12 +140,12 @@ fn engine_with(c: &mut Criterion, name: &str, store: Option<Arc<dyn Store>>) {
                 j += 1;
                 if j % 1000 == 0 {
                     clock.fetch_add(1000, Ordering::Relaxed);
-                    engine.expire_due().expect("sweep");
+                    admitted(&engine, "sweep", || engine.expire_due());
                 }
-                let d = engine.choose(black_box(&slate)).expect("slate");
-                engine
-                    .reward(&d.decision_id, f64::from(j % 20 == 0))
-                    .expect("reward")
+                let d = admitted(&engine, "slate", || engine.choose(black_box(&slate)));
+                admitted(&engine, "reward", || {
+                    engine.reward(&d.decision_id, f64::from(j % 20 == 0))
+                })
             })
         },
     );
@@ -180,12 +193,12 @@ fn journal_sled(c: &mut Criterion) {
     c.bench_function("journal/sled/256_decisions_and_outcomes_then_sync", |b| {
         b.iter(|| {
             clock.fetch_add(1000, Ordering::Relaxed);
-            engine.expire_due().expect("sweep");
+            admitted(&engine, "sweep", || engine.expire_due());
             for i in 0..256u32 {
-                let d = engine.choose(&req).expect("choose");
-                engine
-                    .reward(&d.decision_id, f64::from(i % 20 == 0))
-                    .expect("reward");
+                let d = admitted(&engine, "choose", || engine.choose(&req));
+                admitted(&engine, "reward", || {
+                    engine.reward(&d.decision_id, f64::from(i % 20 == 0))
+                });
             }
             engine.sync().expect("sync")
         })

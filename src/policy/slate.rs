@@ -33,6 +33,10 @@ pub struct Draws {
     depth: usize,
     /// `D × depth` positions (indices into the `n` arms), best first.
     ranks: Vec<u16>,
+    /// `depth × n`: slot `j`'s share of rankings with arm `a` there. Slot
+    /// `j`'s marginal does not depend on how many slots follow it, so it is
+    /// counted once here instead of on every draw.
+    rows: Vec<Vec<f64>>,
 }
 
 impl Draws {
@@ -69,7 +73,19 @@ impl Draws {
             order[..depth].sort_unstable_by(by_score);
             ranks.extend(order[..depth].iter().map(|&i| i as u16));
         }
-        Draws { n, depth, ranks }
+        let mut rows = vec![vec![0.0; n]; depth];
+        let unit = 1.0 / (ranks.len() / depth.max(1)).max(1) as f64;
+        for ranking in ranks.chunks(depth.max(1)) {
+            for (row, &p) in rows.iter_mut().zip(ranking) {
+                row[usize::from(p)] += unit;
+            }
+        }
+        Draws {
+            n,
+            depth,
+            ranks,
+            rows,
+        }
     }
 
     /// How deep the rankings go (`min(depth, n)` as collected).
@@ -161,16 +177,12 @@ pub fn marginals(base: Base<'_>, n: usize, k: usize, uniform_share: f64) -> Vec<
         Base::Uniform => 1.0,
         _ => uniform_share.clamp(0.0, 1.0),
     };
-    let mut rows = vec![vec![0.0; n]; k];
+    let mut rows = match base {
+        Base::Draws(d) => d.rows[..k].to_vec(),
+        _ => vec![vec![0.0; n]; k],
+    };
     match base {
-        Base::Draws(d) => {
-            let unit = 1.0 / d.rounds() as f64;
-            for r in 0..d.rounds() {
-                for (row, &p) in rows.iter_mut().zip(d.ranking(r)) {
-                    row[usize::from(p)] += unit;
-                }
-            }
-        }
+        Base::Draws(_) => {}
         Base::Scores(s) => {
             let order = score_order(s);
             for (start, len) in tie_groups(s, &order) {
