@@ -6,6 +6,7 @@
 //! probability.
 //!
 //! - [`beta`]: Beta special functions (CDF, quantiles, exact two-arm case).
+//! - [`prob_best`]: P(arm is best) for Beta posteriors, plain and value-aware.
 //! - [`thompson`]: Beta-Bernoulli Thompson sampling, exact propensities.
 //! - [`delay`]: the learned conversion-delay distribution G.
 //! - [`exposure`]: pending decisions as fractional evidence, by time bucket.
@@ -20,6 +21,7 @@ pub mod delay;
 pub mod exposure;
 pub mod linucb;
 pub mod pooling;
+pub mod prob_best;
 pub mod slate;
 pub mod thompson;
 
