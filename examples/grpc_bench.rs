@@ -4,7 +4,9 @@
 //!
 //! ```sh
 //! cargo build --release --bins --examples
-//! target/release/examples/grpc_bench [--seconds 5] [--rounds 3] [--only choose,reward,mix,strict] [-- banditd flags]
+//! target/release/examples/grpc_bench [--seconds 5] [--rounds 3] \
+//!     [--only campaign,choose,reward,mix,strict] [--segments 10000] [--reward-rate 0.03] \
+//!     [--timeout-seconds T] [--warmup-seconds W] [-- banditd flags]
 //! ```
 //!
 //! The client speaks HTTP/2 directly (the `h2` crate, pre-encoded
@@ -14,10 +16,23 @@
 //! machine's speed drifts by tens of percent over minutes, so each
 //! scenario runs several rounds of (echo, banditd), and the ratios are
 //! taken per round.
-//! Scenarios: `Choose`, `Reward` (of decisions made beforehand), a
-//! Choose+Reward mix, each with 100 calls in flight and with one; and
-//! `--durability strict` Choose with 100 in flight. One campaign of 10
-//! arms (Thompson sampling), one segment. Loopback only.
+//! Scenarios:
+//! - `campaign`, the standard one, shaped like a marketing campaign: a
+//!   Choose for a segment drawn from `--segments` (10,000) with Zipf
+//!   traffic (exponent 1: the busiest segment gets about 10% of the
+//!   calls, half of them are outside the top 100), and for about
+//!   `--reward-rate` (3%) of the decisions a Reward of 1 right after; the
+//!   rest are left to expire at the campaign's timeout. Run for a 60 s and
+//!   a 24 h timeout (`--timeout-seconds T` for one), 100 calls in flight.
+//!   banditd is loaded for `--warmup-seconds` before the measurement
+//!   (default: the timeout plus 5 s, at most 70 s, so that with a 60 s
+//!   timeout decisions expire as fast as they are made);
+//! - `choose`, `reward` (of decisions made beforehand) and `mix` (a Reward
+//!   after every Choose) for one segment, with 100 calls in flight and
+//!   with one; and `strict`: `--durability strict` Choose with 100 in
+//!   flight.
+//!
+//! One campaign of 10 arms (Thompson sampling). Loopback only.
 
 mod support;
 
@@ -39,6 +54,54 @@ enum Rpc {
     Choose,
     Reward,
     Mix,
+    /// The production-shaped mix (see the module doc).
+    Campaign,
+}
+
+/// The production-shaped traffic: segments, Zipf weights, reward rate.
+#[derive(Debug, Clone)]
+struct Traffic {
+    /// A pre-encoded Choose per segment.
+    bodies: std::sync::Arc<Vec<Bytes>>,
+    /// Cumulative Zipf weights over the segments.
+    cdf: std::sync::Arc<Vec<f64>>,
+    reward_rate: f64,
+}
+
+impl Traffic {
+    fn new(segments: usize, reward_rate: f64) -> Traffic {
+        let bodies = (0..segments)
+            .map(|i| {
+                frame(&pb::ChooseRequest {
+                    campaign_id: CAMPAIGN.into(),
+                    segment: format!("segment-{i}"),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let weights: Vec<f64> = (1..=segments).map(|i| 1.0 / i as f64).collect();
+        let total: f64 = weights.iter().sum();
+        let cdf = weights
+            .iter()
+            .scan(0.0, |acc, w| {
+                *acc += w / total;
+                Some(*acc)
+            })
+            .collect();
+        Traffic {
+            bodies: std::sync::Arc::new(bodies),
+            cdf: std::sync::Arc::new(cdf),
+            reward_rate,
+        }
+    }
+
+    fn body(&self, u: f64) -> Bytes {
+        let i = self
+            .cdf
+            .partition_point(|&c| c < u)
+            .min(self.bodies.len() - 1);
+        self.bodies[i].clone()
+    }
 }
 
 /// Throughput and latency of one measurement.
@@ -65,7 +128,7 @@ fn reward_body(id: &str) -> Bytes {
     })
 }
 
-async fn create_campaign(addr: SocketAddr) -> Result<(), BoxError> {
+async fn create_campaign(addr: SocketAddr, timeout_seconds: u32) -> Result<(), BoxError> {
     let client = connect(addr).await?;
     let req = pb::CreateCampaignRequest {
         campaign: Some(pb::Campaign {
@@ -80,7 +143,7 @@ async fn create_campaign(addr: SocketAddr) -> Result<(), BoxError> {
             policy: Some(pb::campaign::Policy::Thompson(
                 pb::ThompsonSampling::default(),
             )),
-            reward_timeout_seconds: 3600,
+            reward_timeout_seconds: timeout_seconds,
             default_reward: 0.0,
             decay_half_life_seconds: None,
             holdout_fraction: 0.0,
@@ -125,11 +188,13 @@ async fn prefill(
 }
 
 /// Runs `workers` callers for `warmup + seconds`; measures the last `seconds`.
+#[allow(clippy::too_many_arguments)]
 async fn load(
     addr: SocketAddr,
     rpc: Rpc,
     workers: usize,
     ids: Option<Vec<Vec<String>>>,
+    traffic: &Traffic,
     warmup: Duration,
     seconds: Duration,
 ) -> Result<Figures, BoxError> {
@@ -141,7 +206,10 @@ async fn load(
     for w in 0..workers {
         let client = clients[w % clients.len()].clone();
         let mut mine = ids.next().unwrap_or_default().into_iter();
+        let traffic = traffic.clone();
         tasks.push(tokio::spawn(async move {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(w as u64);
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
             let mut calls = 0u64;
             let choose = choose_body();
@@ -187,6 +255,19 @@ async fn load(
                         call(&client, addr, "/banditd.v1.Bandit/Reward", reward_body(&id)).await?;
                         timed(t0, &mut hist);
                     }
+                    Rpc::Campaign => {
+                        let body = traffic.body(rng.random());
+                        let t0 = Instant::now();
+                        let resp = call(&client, addr, "/banditd.v1.Bandit/Choose", body).await?;
+                        timed(t0, &mut hist);
+                        if rng.random::<f64>() < traffic.reward_rate {
+                            let id = pb::ChooseResponse::decode(resp)?.decision_id;
+                            let t0 = Instant::now();
+                            call(&client, addr, "/banditd.v1.Bandit/Reward", reward_body(&id))
+                                .await?;
+                            timed(t0, &mut hist);
+                        }
+                    }
                 }
             }
             Ok((hist, calls))
@@ -219,6 +300,13 @@ struct Args {
     seconds: u64,
     rounds: usize,
     only: Vec<String>,
+    segments: usize,
+    reward_rate: f64,
+    /// The `campaign` scenario's timeouts.
+    timeouts: Vec<u32>,
+    /// banditd's warm-up in the `campaign` scenario (`None`: the timeout
+    /// plus 5 s, at most 70 s).
+    warmup: Option<u64>,
     /// Load an already running banditd instead (for profiling it).
     against: Option<SocketAddr>,
     /// Extra flags for every banditd started (after `--`).
@@ -230,11 +318,16 @@ fn args() -> Result<Args, BoxError> {
         seconds: 5,
         rounds: 3,
         only: vec![
+            "campaign".into(),
             "choose".into(),
             "reward".into(),
             "mix".into(),
             "strict".into(),
         ],
+        segments: 10_000,
+        reward_rate: 0.03,
+        timeouts: vec![60, 86_400],
+        warmup: None,
         against: None,
         server_flags: Vec::new(),
     };
@@ -243,6 +336,19 @@ fn args() -> Result<Args, BoxError> {
         match flag.as_str() {
             "--rounds" => a.rounds = it.next().ok_or("--rounds needs a value")?.parse()?,
             "--seconds" => a.seconds = it.next().ok_or("--seconds needs a value")?.parse()?,
+            "--segments" => a.segments = it.next().ok_or("--segments needs a value")?.parse()?,
+            "--reward-rate" => {
+                a.reward_rate = it.next().ok_or("--reward-rate needs a value")?.parse()?
+            }
+            "--timeout-seconds" => {
+                a.timeouts = vec![it
+                    .next()
+                    .ok_or("--timeout-seconds needs a value")?
+                    .parse()?]
+            }
+            "--warmup-seconds" => {
+                a.warmup = Some(it.next().ok_or("--warmup-seconds needs a value")?.parse()?)
+            }
             "--against" => {
                 a.against = Some(it.next().ok_or("--against needs an address")?.parse()?)
             }
@@ -266,6 +372,18 @@ fn args() -> Result<Args, BoxError> {
     if !(1..=21).contains(&a.rounds) {
         return Err("--rounds must be in 1..=21".into());
     }
+    if !(1..=100_000).contains(&a.segments) {
+        return Err("--segments must be in 1..=100000".into());
+    }
+    if !(0.0..=1.0).contains(&a.reward_rate) {
+        return Err("--reward-rate must be in [0, 1]".into());
+    }
+    if a.timeouts.iter().any(|t| !(1..=31_536_000).contains(t)) {
+        return Err("--timeout-seconds must be in 1..=31536000".into());
+    }
+    if a.warmup.is_some_and(|w| w > 3_600) {
+        return Err("--warmup-seconds must be at most 3600".into());
+    }
     Ok(a)
 }
 
@@ -273,23 +391,41 @@ fn bins() -> Result<(PathBuf, PathBuf), BoxError> {
     Ok((sibling("echo", true)?, sibling("banditd", false)?))
 }
 
+/// How one scenario is run.
+struct Scenario<'a> {
+    rpc: Rpc,
+    workers: usize,
+    extra: Vec<&'a str>,
+    traffic: Traffic,
+    timeout_seconds: u32,
+    /// banditd's warm-up (the echo's is 1 s).
+    warmup: Duration,
+}
+
 /// One round: the echo, then banditd, each freshly started.
 async fn round(
     echo_bin: &Path,
     banditd_bin: &Path,
-    rpc: Rpc,
-    workers: usize,
-    extra: &[&str],
+    sc: &Scenario<'_>,
     secs: Duration,
 ) -> Result<(Figures, Figures), BoxError> {
-    let warmup = Duration::from_secs(1);
+    let (rpc, workers, traffic) = (sc.rpc, sc.workers, &sc.traffic);
     let e = {
         let s = spawn_echo(echo_bin, Some(0))?;
-        load(s.addr, rpc, workers, None, warmup, secs).await?
+        load(
+            s.addr,
+            rpc,
+            workers,
+            None,
+            traffic,
+            Duration::from_secs(1),
+            secs,
+        )
+        .await?
     };
     let b = {
-        let s = spawn_banditd(banditd_bin, Some(0), extra, false)?;
-        create_campaign(s.addr).await?;
+        let s = spawn_banditd(banditd_bin, Some(0), &sc.extra, false)?;
+        create_campaign(s.addr, sc.timeout_seconds).await?;
         let ids = if rpc == Rpc::Reward {
             // Enough decisions for the whole run (at up to 150,000 Rewards
             // per second with 100 in flight, 40,000 with one), made by 100
@@ -306,7 +442,7 @@ async fn round(
             None
         };
         IDS_NEEDED.with(|c| c.set(rpc == Rpc::Reward));
-        let f = load(s.addr, rpc, workers, ids, warmup, secs).await;
+        let f = load(s.addr, rpc, workers, ids, traffic, sc.warmup, secs).await;
         IDS_NEEDED.with(|c| c.set(false));
         f?
     };
@@ -332,11 +468,14 @@ fn main() -> Result<(), BoxError> {
         let rpc = match a.only.first().map(String::as_str) {
             Some("reward") => Rpc::Reward,
             Some("mix") => Rpc::Mix,
+            Some("campaign") => Rpc::Campaign,
             _ => Rpc::Choose,
         };
+        let traffic = Traffic::new(a.segments, a.reward_rate);
+        let timeout = a.timeouts[0];
         let f = rt.block_on(async {
-            let _ = create_campaign(addr).await;
-            load(addr, rpc, 100, None, Duration::from_secs(1), secs).await
+            let _ = create_campaign(addr, timeout).await;
+            load(addr, rpc, 100, None, &traffic, Duration::from_secs(1), secs).await
         })?;
         println!(
             "{rpc:?} with 100 in flight against {addr}: {:.0}/s, p50 {} µs, p99 {} µs",
@@ -346,7 +485,34 @@ fn main() -> Result<(), BoxError> {
     }
     let (echo_bin, banditd_bin) = bins()?;
     let mut rows = Vec::new();
-    let mut plan: Vec<(String, Rpc, usize, Vec<&str>)> = Vec::new();
+    let one_segment = Traffic::new(1, 0.0);
+    let mut plan: Vec<(String, Scenario)> = Vec::new();
+    let server_flags: Vec<&str> = a.server_flags.iter().map(String::as_str).collect();
+    if a.only.iter().any(|o| o == "campaign") {
+        for &t in &a.timeouts {
+            let warmup = a.warmup.unwrap_or((u64::from(t) + 5).min(70));
+            let window = if t % 3600 == 0 {
+                format!("{} h", t / 3600)
+            } else {
+                format!("{t} s")
+            };
+            plan.push((
+                format!(
+                    "campaign: {} segments (Zipf), {}% rewarded, timeout {window} (100 in flight)",
+                    a.segments,
+                    a.reward_rate * 100.0
+                ),
+                Scenario {
+                    rpc: Rpc::Campaign,
+                    workers: 100,
+                    extra: server_flags.clone(),
+                    traffic: Traffic::new(a.segments, a.reward_rate),
+                    timeout_seconds: t,
+                    warmup: Duration::from_secs(warmup),
+                },
+            ));
+        }
+    }
     for (name, rpc) in [
         ("choose", Rpc::Choose),
         ("reward", Rpc::Reward),
@@ -355,32 +521,43 @@ fn main() -> Result<(), BoxError> {
         if a.only.iter().any(|o| o == name) {
             for workers in [100, 1] {
                 plan.push((
-                    format!("{name} ({workers} in flight)"),
-                    rpc,
-                    workers,
-                    vec![],
+                    format!("{name}, one segment ({workers} in flight)"),
+                    Scenario {
+                        rpc,
+                        workers,
+                        extra: server_flags.clone(),
+                        traffic: one_segment.clone(),
+                        timeout_seconds: 3600,
+                        warmup: Duration::from_secs(1),
+                    },
                 ));
             }
         }
     }
     if a.only.iter().any(|o| o == "strict") {
+        let mut extra = vec!["--durability", "strict"];
+        extra.extend(server_flags.iter().copied());
         plan.push((
-            "choose, --durability strict (100 in flight)".into(),
-            Rpc::Choose,
-            100,
-            vec!["--durability", "strict"],
+            "choose, one segment, --durability strict (100 in flight)".into(),
+            Scenario {
+                rpc: Rpc::Choose,
+                workers: 100,
+                extra,
+                traffic: one_segment.clone(),
+                timeout_seconds: 3600,
+                warmup: Duration::from_secs(1),
+            },
         ));
     }
-    for (name, rpc, workers, mut extra) in plan {
-        extra.extend(a.server_flags.iter().map(String::as_str));
+    for (name, sc) in plan {
         eprintln!("measuring {name} ({} rounds) ...", a.rounds);
         let mut rounds = Vec::new();
         for _ in 0..a.rounds {
-            rounds.push(rt.block_on(round(&echo_bin, &banditd_bin, rpc, workers, &extra, secs))?);
+            rounds.push(rt.block_on(round(&echo_bin, &banditd_bin, &sc, secs))?);
         }
         rows.push((name, rounds));
     }
-    println!("Each round starts the echo, then banditd, on core 0 and loads each for {} s after a 1 s warm-up; ratios are per round, median [min–max] of {} rounds.", a.seconds, a.rounds);
+    println!("Each round starts the echo, then banditd, on core 0 and loads each for {} s after a warm-up (the echo 1 s; banditd 1 s, or in the campaign scenario the timeout plus 5 s, at most 70 s, unless --warmup-seconds); ratios are per round, median [min–max] of {} rounds.", a.seconds, a.rounds);
     println!();
     println!("| scenario | echo req/s | echo p50 / p99 µs | banditd req/s | banditd p50 / p99 µs | throughput ratio | p99 ratio | p50 − echo p50 |");
     println!("|---|---|---|---|---|---|---|---|");

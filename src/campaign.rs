@@ -41,8 +41,13 @@ pub mod limits {
 /// Reward timeout used when a campaign says 0.
 pub const DEFAULT_REWARD_TIMEOUT_SECONDS: u32 = 3600;
 /// Smallest probability of any active arm of a Thompson campaign unless it
-/// says otherwise (off-policy evaluation divides by propensities).
-pub const DEFAULT_EXPLORATION_FLOOR: f64 = 0.001;
+/// says otherwise (off-policy evaluation divides by propensities: weights
+/// stay below 10,000). The floor is uniform exploration that never stops,
+/// so it costs about `floor × Σ gaps` regret per decision: 0.001 (the
+/// earlier default, which stored campaigns keep) cost 30% over textbook
+/// Thompson sampling on ten offers and 25% on a hundred over 100,000
+/// decisions (`tests/regret.rs`, 20 seeds); 0.0001 costs a few percent.
+pub const DEFAULT_EXPLORATION_FLOOR: f64 = 0.000_1;
 /// Exploration scale v of linear Thompson sampling unless set.
 pub const DEFAULT_LINTS_SCALE: f64 = 1.0;
 

@@ -41,11 +41,13 @@ mod replicated;
 mod reward;
 mod state;
 mod stats;
+mod vectors;
 
 pub use decisions::DecisionStatus;
 pub use export::{ExportHeader, ExportOutcome, ExportRecord};
 pub use replicated::Totals;
 pub use stats::{ArmReport, SegmentReport, UpliftReport};
+pub use vectors::VectorWork;
 
 use crate::error::{Error, Result};
 use crate::journal::{Change, Journal, JournalError, JournalOptions, Mode, Ticket};

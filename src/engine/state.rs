@@ -9,12 +9,13 @@
 use super::decisions::DecisionLog;
 pub use super::learning::ArmTally;
 use super::learning::Learning;
+use super::vectors::{SegmentVector, Vector, VectorWork};
 use crate::campaign::{CampaignSpec, PolicySpec, Pooling};
 use crate::journal::format::Row;
 use crate::policy::exposure::BucketWeights;
 use crate::policy::linucb::{self, LinUcbParams, LinearArm};
 use crate::policy::pooling::{self, Evidence, PoolSums, PooledPrior};
-use crate::policy::slate::{self, Base, Draws};
+use crate::policy::slate::{self, Base};
 use crate::policy::thompson::{self, BetaParams, ThompsonPrior};
 use crate::policy::{epsilon_greedy, uniform_choice};
 use crate::FastMap;
@@ -36,45 +37,12 @@ pub struct CampaignCell {
     pub state: Mutex<CampaignState>,
 }
 
-/// A segment's cached Thompson probability vector and what it was made from.
-#[derive(Debug, Clone)]
-struct ProbabilityCache {
-    /// P(chosen) per arm index, floor included; 0 for retired arms. The
-    /// arm is drawn from this vector, so it is the exact propensity.
-    probs: Arc<[f64]>,
-    /// Resolved outcomes in the segment (or campaign) when it was made.
-    own_n: u64,
-    /// Evidence in the other segments' pools when it was made.
-    pooled_n: f64,
-    made_ms: u64,
-    arms_version: u32,
-    /// Decisions drawn from this vector.
-    uses: u32,
-    /// Slates: joint posterior draws made at the first slate request
-    /// after the vector, each's top arms (positions in the active arms).
-    slate: Option<Arc<Draws>>,
-}
-
-/// Joint posterior draws a Thompson slate is taken from, at most (fewer
-/// for many arms, so that draws × arms stays below [`SLATE_DRAW_WORK`]).
-const SLATE_DRAWS: usize = 1024;
-const SLATE_DRAW_WORK: usize = 1 << 18;
-
-/// A moved posterior is recomputed only after this many decisions used
-/// the previous vector (bounds the cost in sparse, fast-moving segments).
-const MIN_USES_BEFORE_REFRESH: u32 = 2;
-/// Quadrature is used for up to this many active arms, Monte Carlo above.
-const QUADRATURE_MAX_ARMS: usize = 16;
-/// Grid points per arm of the hot path's quadrature.
-const QUADRATURE_POINTS: usize = 24;
-/// Joint draws of the hot path's Monte Carlo (many arms).
-const MONTE_CARLO_DRAWS: u32 = 512;
-
 #[derive(Debug)]
 pub struct Segment {
     pub name: Arc<str>,
     pub arms: Vec<ArmTally>,
-    cache: Option<ProbabilityCache>,
+    /// Its Thompson vector and last check (see `engine::vectors`).
+    pub(super) vector: Option<SegmentVector>,
     /// Its evidence per arm as last added to the campaign's pools.
     pooled: Vec<Evidence>,
 }
@@ -85,13 +53,9 @@ impl Segment {
         Segment {
             name,
             arms: Vec::new(),
-            cache: None,
+            vector: None,
             pooled: Vec::new(),
         }
-    }
-
-    fn total_n(&self) -> u64 {
-        self.arms.iter().map(ArmTally::total_n).sum()
     }
 
     /// Whether it takes part in pooling (the segment "" is the
@@ -130,8 +94,13 @@ pub struct CampaignState {
     pub dead: bool,
     /// Counts against the arms' caps, and the holdout's uplift moments.
     pub budgets: super::budgets::Budgets,
+    /// Thompson sampling: the vector of a named segment with no evidence
+    /// of its own, shared by such segments (see `engine::vectors`).
+    pub(super) fresh: Option<Arc<Vector>>,
+    pub(super) vector_work: VectorWork,
     /// Reused buffers for one decision (no allocation on the hot path).
-    scratch_arms: Vec<usize>,
+    /// `scratch_arms`: the arms that may be shown now.
+    pub(super) scratch_arms: Vec<usize>,
     scratch_means: Vec<Option<f64>>,
     scratch_leaders: Vec<usize>,
     /// The uniform policy's vector, for the arms of `arms_version` .0.
@@ -168,6 +137,8 @@ impl CampaignState {
             learning,
             dead: false,
             budgets: Default::default(),
+            fresh: None,
+            vector_work: VectorWork::default(),
             scratch_arms: Vec::new(),
             scratch_means: Vec::new(),
             scratch_leaders: Vec::new(),
@@ -255,7 +226,7 @@ impl CampaignState {
         self.segments.push(Segment {
             name,
             arms: vec![ArmTally::default(); self.spec.arms.len()],
-            cache: None,
+            vector: None,
             pooled: Vec::new(),
         });
         no
@@ -263,7 +234,12 @@ impl CampaignState {
 
     /// The pooled prior of `arm` for segment `seg` from `pools`, with
     /// `own` (the segment's contribution to them) left out.
-    fn pooled_prior(&self, pools: &[PoolSums], own: Evidence, arm: usize) -> Option<PooledPrior> {
+    pub(super) fn pooled_prior(
+        &self,
+        pools: &[PoolSums],
+        own: Evidence,
+        arm: usize,
+    ) -> Option<PooledPrior> {
         let prior = self.prior();
         let others = pools.get(arm)?.without(own);
         pooling::pooled_prior(self.pooling(), prior.alpha, prior.beta, &others)
@@ -282,7 +258,7 @@ impl CampaignState {
         pools
     }
 
-    fn posterior_with(
+    pub(super) fn posterior_with(
         &self,
         segment: Option<u32>,
         arm: usize,
@@ -449,10 +425,11 @@ impl CampaignState {
             PolicySpec::Thompson {
                 exploration_floor, ..
             } => {
-                let draws = self.thompson_slate_draws(segment, exploration_floor, now_ms, k);
+                let vector = self.thompson_vector(segment, exploration_floor, now_ms);
+                let led = vector.slates(k, &mut self.rng);
                 // The floor as `with_floor` has it: each arm at least `floor`.
                 let u = n as f64 * exploration_floor.clamp(0.0, 1.0 / n as f64);
-                slate::draw(Base::Draws(&draws), n, k, u, &mut self.rng)
+                slate::draw(Base::Led(&led), n, k, u, &mut self.rng)
             }
             PolicySpec::Uniform => slate::draw(Base::Uniform, n, k, 1.0, &mut self.rng),
             PolicySpec::EpsilonGreedy { epsilon } => {
@@ -508,50 +485,6 @@ impl CampaignState {
                 }
             }
         }
-    }
-
-    /// The joint posterior draws segment `segment`'s Thompson slates come
-    /// from, at least `k` deep: made with its probability vector's refresh
-    /// rule (a vector refreshed drops them), from the posterior then.
-    fn thompson_slate_draws(
-        &mut self,
-        segment: u32,
-        floor: f64,
-        now_ms: u64,
-        k: usize,
-    ) -> Arc<Draws> {
-        let cache = self.thompson_cache(segment, floor, now_ms);
-        cache.uses = cache.uses.saturating_add(1);
-        if let Some(d) = cache.slate.as_ref().filter(|d| d.depth() >= k) {
-            return d.clone();
-        }
-        let w = self.learning.weights(now_ms).clone();
-        let key = self.segments[segment as usize]
-            .is_named()
-            .then_some(segment);
-        let active = std::mem::take(&mut self.scratch_arms);
-        let scaled: Vec<(BetaParams, f64)> = active
-            .iter()
-            .map(|&a| {
-                (
-                    self.posterior_with(key, a, &w, now_ms),
-                    self.spec.arms[a].value,
-                )
-            })
-            .collect();
-        self.scratch_arms = active;
-        let n = scaled.len();
-        let rounds = (SLATE_DRAW_WORK / n.max(1)).clamp(64, SLATE_DRAWS);
-        let rng = &mut self.rng;
-        let draws = Arc::new(Draws::collect(n, k, rounds, |s| {
-            for (out, (p, v)) in s.iter_mut().zip(&scaled) {
-                *out = v * thompson::sample_beta(p, rng);
-            }
-        }));
-        if let Some(cache) = self.segments[segment as usize].cache.as_mut() {
-            cache.slate = Some(draws.clone());
-        }
-        draws
     }
 
     /// The holdout: with probability h the arm is drawn uniformly from the
@@ -746,12 +679,12 @@ impl CampaignState {
     }
 
     /// Thompson sampling: the arm is drawn from the segment's cached
-    /// probability vector (P(best) under the current posterior, with the
-    /// floor), refreshed when the posterior has moved (see [`Self::refresh`]).
+    /// probability vector (P(best) under the posterior it was made from,
+    /// with the floor), remade when the posterior has moved (see
+    /// `engine::vectors`).
     fn choose_thompson(&mut self, segment: u32, floor: f64, now_ms: u64) -> Pick {
-        let cache = self.thompson_cache(segment, floor, now_ms);
-        cache.uses = cache.uses.saturating_add(1);
-        let probs = cache.probs.clone();
+        let vector = self.thompson_vector(segment, floor, now_ms);
+        let probs = vector.probs.clone();
         let arm = thompson::sample_index(&probs, &mut self.rng);
         Pick {
             arm,
@@ -761,94 +694,10 @@ impl CampaignState {
         }
     }
 
-    /// Segment `segment`'s probability vector, recomputed first if the
-    /// posterior has moved enough since it was made.
-    fn thompson_cache(&mut self, segment: u32, floor: f64, now_ms: u64) -> &mut ProbabilityCache {
-        let version = self.arms_version;
-        let named = self.segments[segment as usize].is_named();
-        let own_n = if named {
-            self.segments[segment as usize].total_n()
-        } else {
-            self.aggregate.iter().map(ArmTally::total_n).sum()
-        };
-        let pooled_n: f64 = if named {
-            self.learning.pools.iter().map(|p| p.n).sum()
-        } else {
-            0.0
-        };
-        let interval = self.refresh_interval_ms();
-        let stale = match &self.segments[segment as usize].cache {
-            None => true,
-            Some(c) if c.arms_version != version => true,
-            Some(c) if c.uses < MIN_USES_BEFORE_REFRESH => false,
-            Some(c) => {
-                own_n >= c.own_n + (c.own_n / 20).max(1)
-                    || pooled_n > c.pooled_n * 1.1 + 1.0
-                    || now_ms >= c.made_ms + interval
-            }
-        };
-        if stale {
-            self.refresh(segment, floor, now_ms, own_n, pooled_n);
-        }
-        let Some(cache) = self.segments[segment as usize].cache.as_mut() else {
-            unreachable!("refreshed above");
-        };
-        cache
-    }
-
-    /// How long a probability vector may serve while time alone moves the
-    /// posterior (pending decisions age into evidence, evidence decays).
-    fn refresh_interval_ms(&self) -> u64 {
-        let by_delay = self.learning.bucket_ms() / 2;
-        let by_decay = self
-            .learning
-            .half_life_ms()
-            .map_or(u64::MAX, |h| (h / 16.0) as u64);
-        by_delay.min(by_decay).max(100)
-    }
-
-    /// Recomputes segment `segment`'s probability vector, and puts its
-    /// current evidence into the pools.
-    fn refresh(&mut self, segment: u32, floor: f64, now_ms: u64, own_n: u64, pooled_n: f64) {
-        let w = self.learning.weights(now_ms).clone();
-        let named = self.segments[segment as usize].is_named();
-        let key = named.then_some(segment);
-        let active = std::mem::take(&mut self.scratch_arms);
-        let posts: Vec<BetaParams> = active
-            .iter()
-            .map(|&a| self.posterior_with(key, a, &w, now_ms))
-            .collect();
-        let values: Vec<f64> = active.iter().map(|&a| self.spec.arms[a].value).collect();
-        let mut probs = if posts.len() <= QUADRATURE_MAX_ARMS {
-            thompson::prob_best_valued(&posts, &values, QUADRATURE_POINTS)
-        } else {
-            thompson::prob_best_valued_mc(&posts, &values, MONTE_CARLO_DRAWS, &mut self.rng)
-        };
-        thompson::with_floor(&mut probs, floor);
-        let mut by_arm = vec![0.0; self.spec.arms.len()];
-        for (&a, p) in active.iter().zip(probs) {
-            by_arm[a] = p;
-        }
-        self.scratch_arms = active;
-        if named {
-            self.repool(segment, &w, now_ms);
-        }
-        let version = self.arms_version;
-        self.segment_mut(segment).cache = Some(ProbabilityCache {
-            probs: by_arm.into(),
-            own_n,
-            pooled_n,
-            made_ms: now_ms,
-            arms_version: version,
-            uses: 0,
-            slate: None,
-        });
-    }
-
     /// Replaces segment `segment`'s contribution to the pools by its
     /// current evidence (and recomputes the sums from scratch now and then,
     /// so rounding cannot accumulate).
-    fn repool(&mut self, segment: u32, w: &BucketWeights, now_ms: u64) {
+    pub(super) fn repool(&mut self, segment: u32, w: &BucketWeights, now_ms: u64) {
         let arms = self.spec.arms.len();
         self.learning.widen(arms);
         let current: Vec<Evidence> = (0..arms)
@@ -947,16 +796,16 @@ impl CampaignState {
     }
 
     /// After the other replicas' statistics changed: every named segment's
-    /// evidence goes to the pools again and every cached probability
-    /// vector is recomputed at its next use.
+    /// evidence goes to the pools again and every Thompson vector is
+    /// checked at its next use.
     pub fn remote_changed(&mut self, now_ms: u64) {
         let w = self.learning.weights(now_ms).clone();
         for no in 0..self.segments.len() as u32 {
             if self.segments[no as usize].is_named() {
                 self.repool(no, &w, now_ms);
             }
-            self.segments[no as usize].cache = None;
         }
+        self.recheck_vectors();
     }
 
     /// Counts one more pending decision created at `created_ms`.

@@ -13,11 +13,9 @@ use crate::journal::format::{Moments, UpliftRow};
 use crate::policy::beta::credible_interval_95;
 use crate::policy::exposure::{BucketWeights, PendingBuckets};
 use crate::policy::linucb::LinearArm;
-use crate::policy::thompson::{prob_best_valued, BetaParams};
+use crate::policy::prob_best::prob_best;
+use crate::policy::thompson::{values_matter, BetaParams};
 
-/// Grid points per arm of the probability-best quadrature (accurate to
-/// about 1e-4, below the report's printed precision of 0.1%).
-const QUADRATURE_POINTS: usize = 96;
 /// Named segments in a report without a segment filter: the busiest ones.
 pub const MAX_REPORTED_SEGMENTS: usize = 1_000;
 
@@ -280,7 +278,10 @@ impl Engine {
                 let active_posts: Vec<BetaParams> =
                     active.iter().map(|&a| row.posteriors[a]).collect();
                 let values: Vec<f64> = active.iter().map(|&a| arms[a].value).collect();
-                let pb = prob_best_valued(&active_posts, &values, QUADRATURE_POINTS);
+                let pb = prob_best(
+                    &active_posts,
+                    values_matter(&values).then_some(values.as_slice()),
+                );
                 let campaign_wide = row.segment.is_empty();
                 let mut best = vec![0.0; arms.len()];
                 for (&a, p) in active.iter().zip(pb) {

@@ -1544,11 +1544,10 @@ fn thompson_slates_are_distinct_exact_and_learned_slot_by_slot() {
         }
     }
     let before = pulls(&e, "s");
-    // One posterior (no outcome, no time passes): the slates are all drawn
-    // from the same joint draws.
+    // No outcome and no time passes, but the pending slots count as young
+    // evidence: each slate is checked against the vector it was drawn from,
+    // as logged (Σ (seen − logged) / √Σ p(1 − p) per slot and arm).
     let n = 20_000;
-    let mut seen = [[0u32; 4]; 3];
-    let mut logged: Vec<Vec<f64>> = Vec::new();
     let mut ids = Vec::new();
     for _ in 0..n {
         let c = e.choose(&slate_req("s", "", 3)).expect("slate");
@@ -1561,34 +1560,45 @@ fn thompson_slates_are_distinct_exact_and_learned_slot_by_slot() {
         arms.sort_unstable();
         arms.dedup();
         assert_eq!(arms.len(), 3, "distinct arms: {:?}", c.slate);
-        for (j, s) in c.slate.iter().enumerate() {
-            seen[j][s.arm] += 1;
-        }
         ids.push(c);
     }
     let records = export_all(&e, "s", true);
-    let slates: Vec<&ExportRecord> = records
+    let mut seen = [[0f64; 4]; 3];
+    let mut expected = [[0f64; 4]; 3];
+    let mut variance = [[0f64; 4]; 3];
+    let mut logged: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    for r in records
         .iter()
-        .filter(|r| r.decision_id == ids[0].decision_id)
-        .collect();
-    assert_eq!(slates.len(), 3, "one record per slot");
-    for (j, r) in slates.iter().enumerate() {
-        assert_eq!(r.slot as usize, j);
+        .filter(|r| matches!(r.outcome, ExportOutcome::Pending))
+    {
+        let j = r.slot as usize;
         assert!((r.probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         assert_eq!(
             r.probabilities[r.arm_index].to_bits(),
             r.propensity.to_bits()
         );
-        logged.push(r.probabilities.clone());
+        seen[j][r.arm_index] += 1.0;
+        for (a, &p) in r.probabilities.iter().enumerate() {
+            expected[j][a] += p;
+            variance[j][a] += p * (1.0 - p);
+        }
+        if r.decision_id == ids[0].decision_id {
+            logged[j] = r.probabilities.clone();
+        }
     }
     for j in 0..3 {
+        assert_eq!(
+            seen[j].iter().sum::<f64>(),
+            f64::from(n),
+            "one record per slot"
+        );
         for a in 0..4 {
-            let p = logged[j][a];
-            let f = f64::from(seen[j][a]) / f64::from(n);
-            let sd = (p * (1.0 - p) / f64::from(n)).sqrt();
+            let z = (seen[j][a] - expected[j][a]) / variance[j][a].sqrt().max(1e-9);
             assert!(
-                (f - p).abs() <= 5.0 * sd + 1e-9,
-                "slot {j} arm {a}: seen {f}, logged {p}"
+                z.abs() < 5.0,
+                "slot {j} arm {a}: seen {}, logged {}",
+                seen[j][a],
+                expected[j][a]
             );
         }
     }

@@ -523,12 +523,15 @@ pub fn upgrade_spec_json(json: &mut serde_json::Value) {
     policy
         .entry("pooling")
         .or_insert(serde_json::json!({ "kind": "empirical_bayes" }));
+    // A campaign stored before the floor was a field was created when the
+    // default was 0.001: it keeps it.
     policy
         .entry("exploration_floor")
-        .or_insert(serde_json::json!(
-            crate::campaign::DEFAULT_EXPLORATION_FLOOR
-        ));
+        .or_insert(serde_json::json!(STORED_FLOOR_BEFORE_THE_FIELD));
 }
+
+/// The exploration floor of campaigns stored before it was a field.
+const STORED_FLOOR_BEFORE_THE_FIELD: f64 = 0.001;
 
 /// Splits `bytes` into chunks of at most [`MAX_VALUE_BYTES`] (at least one).
 pub fn chunks(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {

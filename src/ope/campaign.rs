@@ -21,14 +21,8 @@ use super::policy::EvalPolicy;
 use super::{Log, LoggedEvent, OpeError};
 use crate::campaign::{CampaignSpec, PolicySpec};
 use crate::policy::pooling::{self, Evidence, PoolSums};
+use crate::policy::prob_best::prob_best;
 use crate::policy::thompson::{self, ThompsonPrior};
-
-/// Arms up to which Thompson's P(best) is computed by quadrature (as the
-/// engine, which uses 24 points: these estimates are offline, so finer);
-/// beyond, by seeded Monte Carlo.
-const QUADRATURE_MAX_ARMS: usize = 16;
-const QUADRATURE_POINTS: usize = 48;
-const MONTE_CARLO_DRAWS: u32 = 20_000;
 
 /// A campaign's policy, fitted on a log (see the module docs).
 #[derive(Debug, Clone)]
@@ -230,7 +224,6 @@ fn fit_rows(
                     pools[i].add(*e);
                 }
             }
-            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0x0BE7);
             let per = ev
                 .iter()
                 .enumerate()
@@ -252,11 +245,8 @@ fn fit_rows(
                             prior.posterior(*own, pooled)
                         })
                         .collect();
-                    let mut p = if k <= QUADRATURE_MAX_ARMS {
-                        thompson::prob_best_exact(&posts, QUADRATURE_POINTS)
-                    } else {
-                        thompson::prob_best(&posts, MONTE_CARLO_DRAWS, &mut rng)
-                    };
+                    // The engine's P(best), the one function.
+                    let mut p = prob_best(&posts, None);
                     thompson::with_floor(&mut p, *exploration_floor);
                     let sum: f64 = p.iter().sum();
                     p.iter_mut().for_each(|q| *q /= sum);

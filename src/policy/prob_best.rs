@@ -26,9 +26,10 @@
 //!    so the integral starts there and an arm whose range ends below it
 //!    is never best;
 //! 2. each arm proposes panels over its range in its own logit, at most
-//!    [`PANEL_WIDTH`] local standard deviations wide and with a small
+//!    [`PANEL_WIDTH`] local standard deviations wide, with a small
 //!    log-density change ([`PANEL_DROP`]; larger in the far tail, where a
-//!    panel holds little mass), so every panel is smooth for its arm; the
+//!    panel holds little mass) and a small cubic term ([`PANEL_CUBIC`]),
+//!    so every panel is smooth for its arm; the
 //!    panels of all arms are merged into one partition, never wider than
 //!    [`MERGE`] times the narrowest panel it overlaps;
 //! 3. on each panel, 8-point Gauss–Legendre: every arm's density at the
@@ -93,6 +94,10 @@ pub const PANEL_WIDTH: f64 = 2.0;
 /// third of how far the panel's start already is below the mode (a panel
 /// far in the tail holds little mass, so its relative error may be larger).
 pub const PANEL_DROP: f64 = 3.0;
+/// ...and its log-density's cubic term (w³·|ℓ‴|/6) stays below a quarter
+/// (a skewed posterior such as Beta(1, 10⁶) is far from Gaussian within one
+/// standard deviation of its mode).
+pub const PANEL_CUBIC: f64 = 1.5;
 /// A merged panel is at most this many times the narrowest it overlaps.
 pub const MERGE: f64 = 1.5;
 /// Near θ = 1, a lower-valued arm's panels are at most this wide in its
@@ -504,7 +509,8 @@ fn arm_panels(arm: &Arm, from_z: f64, out: &mut Vec<(f64, f64, bool)>) {
         let below_peak = (peak - ell(a, b, s).0).max(0.0);
         let curvature = (a + b) * sg * (1.0 - sg);
         let slope = (a - (a + b) * sg).abs();
-        let mut w = PANEL_WIDTH / curvature.sqrt();
+        let third = (curvature * (1.0 - 2.0 * sg)).abs();
+        let mut w = (PANEL_WIDTH / curvature.sqrt()).min((PANEL_CUBIC / third).cbrt());
         let drop = PANEL_DROP + below_peak / 3.0;
         if slope * w > drop {
             w = drop / slope;

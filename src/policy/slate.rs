@@ -7,11 +7,18 @@
 //! arms, in which every arm is at every slot with probability `1/n`;
 //! otherwise a slate from a [`Base`] ranking:
 //!
-//! - [`Base::Draws`]: `D` equally likely rankings, one taken uniformly.
-//!   Thompson sampling makes them from `D` joint posterior draws (each
-//!   draw's top `k`: "sample once, take the k best"), linear Thompson from
-//!   `D` joint score draws. Slot `j`'s marginal of arm `a` is the share of
-//!   the rankings with `a` at `j`: exact, because the slate *is* one of them.
+//! - [`Base::Led`]: Thompson sampling's. The first slot is drawn from
+//!   P(best) itself (`policy::prob_best`, the vector a single-offer
+//!   decision is drawn from, so a slate's first slot and `GetStats` agree),
+//!   the later slots from `D` joint posterior draws ("sample once, take the
+//!   k best") whose best is that arm, one taken uniformly; for an arm that
+//!   is best in fewer than [`MIN_LED_DRAWS`] of them, any draw with that
+//!   arm moved to the top. Slot `j`'s marginal of arm `b` is
+//!   `Σ_a P(best = a) · share of a's rankings with b at j`: exact.
+//! - [`Base::Draws`]: `D` equally likely rankings, one taken uniformly
+//!   (linear Thompson's joint score draws). Slot `j`'s marginal of arm `a`
+//!   is the share of the rankings with `a` at `j`: exact, because the slate
+//!   *is* one of them.
 //! - [`Base::Scores`]: the arms by decreasing score, ties in random order
 //!   (ε-greedy's means, LinUCB's upper bounds). An arm in a group of `g`
 //!   tied arms that fills slots `s..s+g` is at each of them with `1/g`.
@@ -103,9 +110,101 @@ impl Draws {
     }
 }
 
+/// An arm leads its own rankings when it is best in at least this many
+/// draws; otherwise its slates follow any draw, with it moved to the top.
+pub const MIN_LED_DRAWS: usize = 8;
+
+/// Thompson slates: the first slot by P(best), the rest by joint posterior
+/// draws led by that arm (see the module doc).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Led {
+    /// P(best) per arm (sums to 1).
+    first: Vec<f64>,
+    draws: Draws,
+    /// Per arm, the draws it is best in (empty below [`MIN_LED_DRAWS`]).
+    led_by: Vec<Vec<u32>>,
+    /// `depth × n` marginals.
+    rows: Vec<Vec<f64>>,
+}
+
+impl Led {
+    /// `first`: P(best) over the `n` arms of `draws`.
+    pub fn new(first: Vec<f64>, draws: Draws) -> Led {
+        let (n, depth, rounds) = (draws.n, draws.depth, draws.rounds());
+        debug_assert_eq!(first.len(), n);
+        let mut led_by = vec![Vec::new(); n];
+        for r in 0..rounds {
+            led_by[usize::from(draws.ranking(r)[0])].push(r as u32);
+        }
+        for l in &mut led_by {
+            if l.len() < MIN_LED_DRAWS {
+                l.clear();
+            }
+        }
+        let mut rows = vec![vec![0.0; n]; depth];
+        rows[0].clone_from(&first);
+        for (a, &pa) in first.iter().enumerate() {
+            if pa <= 0.0 {
+                continue;
+            }
+            if !led_by[a].is_empty() {
+                let unit = pa / led_by[a].len() as f64;
+                for &r in &led_by[a] {
+                    for (row, &p) in rows.iter_mut().zip(draws.ranking(r as usize)).skip(1) {
+                        row[usize::from(p)] += unit;
+                    }
+                }
+            } else {
+                let unit = pa / rounds.max(1) as f64;
+                for r in 0..rounds {
+                    let others = draws.ranking(r).iter().filter(|&&p| usize::from(p) != a);
+                    for (row, &p) in rows.iter_mut().skip(1).zip(others) {
+                        row[usize::from(p)] += unit;
+                    }
+                }
+            }
+        }
+        Led {
+            first,
+            draws,
+            led_by,
+            rows,
+        }
+    }
+
+    /// How many slots its slates can fill.
+    pub fn depth(&self) -> usize {
+        self.draws.depth
+    }
+
+    fn slate<R: Rng + ?Sized>(&self, k: usize, rng: &mut R) -> Vec<usize> {
+        let a = super::thompson::sample_index(&self.first, rng);
+        let led = &self.led_by[a];
+        if !led.is_empty() {
+            let r = led[rng.random_range(0..led.len())] as usize;
+            return self.draws.ranking(r)[..k]
+                .iter()
+                .map(|&p| usize::from(p))
+                .collect();
+        }
+        let r = rng.random_range(0..self.draws.rounds());
+        std::iter::once(a)
+            .chain(
+                self.draws
+                    .ranking(r)
+                    .iter()
+                    .map(|&p| usize::from(p))
+                    .filter(|&p| p != a),
+            )
+            .take(k)
+            .collect()
+    }
+}
+
 /// What a slate is drawn from besides the uniform share.
 #[derive(Debug, Clone, Copy)]
 pub enum Base<'a> {
+    Led(&'a Led),
     Draws(&'a Draws),
     Scores(&'a [f64]),
     Uniform,
@@ -143,6 +242,7 @@ pub fn draw<R: Rng + ?Sized>(
         uniform_slate(n, k, rng)
     } else {
         match base {
+            Base::Led(l) => l.slate(k, rng),
             Base::Draws(d) => {
                 let r = rng.random_range(0..d.rounds());
                 d.ranking(r)[..k].iter().map(|&p| usize::from(p)).collect()
@@ -178,11 +278,12 @@ pub fn marginals(base: Base<'_>, n: usize, k: usize, uniform_share: f64) -> Vec<
         _ => uniform_share.clamp(0.0, 1.0),
     };
     let mut rows = match base {
+        Base::Led(l) => l.rows[..k].to_vec(),
         Base::Draws(d) => d.rows[..k].to_vec(),
         _ => vec![vec![0.0; n]; k],
     };
     match base {
-        Base::Draws(_) => {}
+        Base::Led(_) | Base::Draws(_) => {}
         Base::Scores(s) => {
             let order = score_order(s);
             for (start, len) in tie_groups(s, &order) {
@@ -319,6 +420,28 @@ mod tests {
         check(Base::Scores(&scores), 6, 4, 0.0, 40_000, 3);
         check(Base::Scores(&scores), 6, 3, 0.1, 40_000, 4);
         check(Base::Uniform, 4, 4, 0.0, 40_000, 5);
+    }
+
+    // Thompson slates: the first slot's marginal is P(best) exactly, the
+    // later ones what the draws led by it do, for arms that lead many
+    // draws and for one that leads none (moved to the top of any draw).
+    #[test]
+    fn led_slates_put_p_best_first() {
+        let mut rng = SmallRng::seed_from_u64(8);
+        let means = [0.1, 0.5, 0.3, 0.32, 0.05];
+        let draws = Draws::collect(5, 3, 600, |s| {
+            for (x, m) in s.iter_mut().zip(means) {
+                *x = m + 0.2 * rng.random::<f64>();
+            }
+        });
+        // Arm 0 leads no draw (0.1 + 0.2 < 0.5) but has a P(best) here.
+        let first = vec![0.05, 0.5, 0.2, 0.2, 0.05];
+        let led = Led::new(first.clone(), draws);
+        assert!(led.led_by[0].is_empty() && !led.led_by[1].is_empty());
+        let m = marginals(Base::Led(&led), 5, 3, 0.0);
+        assert_eq!(m[0], first);
+        check(Base::Led(&led), 5, 3, 0.0, 60_000, 6);
+        check(Base::Led(&led), 5, 2, 0.3, 60_000, 7);
     }
 
     // Score order with ties: the tied group shares its slots evenly, and

@@ -43,7 +43,7 @@
 //!
 //! [campaign]                         # every bandit strategy's campaign (all optional)
 //! decay_half_life_hours = 72
-//! exploration_floor = 0.001
+//! exploration_floor = 0.0001
 //! segment_prior_strength = 10        # per-segment Thompson; 0: no pooling
 //! holdout_fraction = 0.05            # a uniform holdout, never learned from: the uplift is reported
 //! compare_value = true               # also run Thompson on revenue (rate × value) by default
