@@ -9,7 +9,7 @@
 //! one batch of 256 decisions and their outcomes, encoded and applied.
 
 use banditd::campaign::{ArmSpec, CampaignSpec, PolicySpec};
-use banditd::engine::{ChooseRequest, Clock, Engine, EngineOptions};
+use banditd::engine::{ChooseRequest, Clock, Engine, EngineOptions, VectorMode};
 use banditd::error::{Error, Result};
 use banditd::policy::prob_best::prob_best;
 use banditd::policy::thompson::{sample_argmax, sample_index, with_floor, BetaParams};
@@ -275,7 +275,10 @@ fn linucb(c: &mut Criterion) {
 /// a 500,000-decision warm-up covers 1.1 windows (steady state: expiries
 /// as many as decisions); then 300,000 decisions are timed one by one.
 /// Prints the latency distribution of `choose` and of `reward`, and how
-/// many Thompson vectors were made and checked per decision.
+/// many Thompson vectors were made and checked per decision, with vectors
+/// made by the deciding call (`inline`, the simulator's way) and off the
+/// decision path (`deferred`, the daemon's: made here between timed calls,
+/// every 64 decisions, as its background task would).
 fn production(_c: &mut Criterion) {
     use hdrhistogram::Histogram;
     use rand::Rng;
@@ -297,11 +300,21 @@ fn production(_c: &mut Criterion) {
     let rates: Vec<f64> = (0..10)
         .map(|i| 0.015 + 0.003 * f64::from(i) + 0.0015)
         .collect();
-    for timeout in [60u32, 86_400] {
+    for (mode, timeout) in [
+        (VectorMode::Deferred, 60u32),
+        (VectorMode::Deferred, 86_400),
+        (VectorMode::Inline, 60),
+        (VectorMode::Inline, 86_400),
+    ] {
+        let name = match mode {
+            VectorMode::Deferred => "deferred",
+            VectorMode::Inline => "inline",
+        };
         let clock = Arc::new(AtomicU64::new(1_000_000_000));
         let engine = Engine::in_memory(EngineOptions {
             seed: Some(7),
             clock: Clock::Manual(clock.clone()),
+            vectors: mode,
             ..EngineOptions::default()
         });
         engine
@@ -327,6 +340,9 @@ fn production(_c: &mut Criterion) {
             }
             if i % 1000 == 0 {
                 admitted(&engine, "sweep", || engine.expire_due());
+            }
+            if i % 64 == 0 {
+                engine.make_wanted_vectors();
             }
             let u: f64 = rng.random();
             let segment = zipf.partition_point(|&c| c < u).min(SEGMENTS - 1);
@@ -354,7 +370,7 @@ fn production(_c: &mut Criterion) {
         let per = |x: u64| x as f64 / MEASURED as f64;
         for (what, h) in [("choose", &choose_ns), ("reward", &reward_ns)] {
             println!(
-                "engine/production/timeout_{timeout}s/{what}: p50 {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs, max {:.1} µs, mean {:.2} µs ({} calls)",
+                "engine/production/{name}/timeout_{timeout}s/{what}: p50 {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs, max {:.1} µs, mean {:.2} µs ({} calls)",
                 h.value_at_quantile(0.5) as f64 / 1e3,
                 h.value_at_quantile(0.99) as f64 / 1e3,
                 h.value_at_quantile(0.999) as f64 / 1e3,
@@ -364,7 +380,7 @@ fn production(_c: &mut Criterion) {
             );
         }
         println!(
-            "engine/production/timeout_{timeout}s: per decision, {:.5} vectors made and {:.4} checks",
+            "engine/production/{name}/timeout_{timeout}s: per decision, {:.5} vectors made and {:.4} checks",
             per(work.made - before.made),
             per(work.checks - before.checks)
         );

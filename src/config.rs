@@ -182,6 +182,11 @@ pub struct SimulateArgs {
     /// Override the scenario's customers per day.
     #[arg(long)]
     pub customers_per_day: Option<u64>,
+    /// Override the scenario's attribution window (the campaigns' reward
+    /// timeout), in minutes: what a 1-minute click window or a 30-day
+    /// purchase window does to the same customers.
+    #[arg(long)]
+    pub attribution_window_minutes: Option<u32>,
     /// Worker threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,

@@ -225,6 +225,9 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error + Se
             },
             max_pending_per_campaign: config.max_pending_per_campaign,
             retention: config.retention,
+            // No decision computes a Thompson vector: the server's
+            // background task does (see `engine::vectors`).
+            vectors: banditd::engine::VectorMode::Deferred,
             ..EngineOptions::default()
         },
     )?;

@@ -167,8 +167,9 @@ fn malformed_campaign_file_names_the_problem() {
 // self-contained report.html (charts inline, nothing fetched, no script),
 // runs.csv with one row per strategy and run, and the summary that
 // separates the cost of testing from the value of personalisation. With
-// its output not a terminal it draws no progress bar. A bad [ab] setting
-// or --looks is exit 64 naming it, and writes nothing.
+// its output not a terminal it draws no progress bar. A bad [ab] setting,
+// --looks or --attribution-window-minutes is exit 64 naming it, and
+// writes nothing.
 #[test]
 fn simulate_writes_a_self_contained_report_and_a_per_run_table() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -248,5 +249,18 @@ fn simulate_writes_a_self_contained_report_and_a_per_run_table() {
     ]);
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--looks"));
+    for window in ["0", "43201"] {
+        let out = banditd(&[
+            "simulate",
+            scenario,
+            "--attribution-window-minutes",
+            window,
+            "--out",
+            out_dir.join("z").to_str().expect("utf8"),
+        ]);
+        assert_eq!(out.status.code(), Some(64));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--attribution-window-minutes"));
+    }
     assert!(!out_dir.join("x").exists() && !out_dir.join("y").exists());
+    assert!(!out_dir.join("z").exists());
 }

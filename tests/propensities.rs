@@ -14,7 +14,7 @@
 //! is heavy-tailed and no test of this.)
 
 use banditd::campaign::{ArmSpec, CampaignSpec, PolicySpec, Pooling};
-use banditd::engine::{ChooseRequest, Clock, Engine, EngineOptions};
+use banditd::engine::{ChooseRequest, Clock, Engine, EngineOptions, VectorMode};
 use banditd::journal::log::LogOptions;
 use banditd::store::MemoryStore;
 use rand::rngs::SmallRng;
@@ -27,6 +27,10 @@ const DECISIONS: usize = 12_000;
 
 /// How each customer is asked and what they do.
 struct Traffic {
+    /// Who computes Thompson vectors: with `Deferred`, vectors asked for
+    /// are made every 7 decisions (as the daemon's background task would,
+    /// a little later), and an offer is added half-way.
+    mode: VectorMode,
     /// Conversion rate per arm (for contextual campaigns, at a zero context).
     rates: Vec<f64>,
     /// Segments the requests name, at random ("" = campaign-wide).
@@ -66,12 +70,14 @@ fn z_scores(spec: CampaignSpec, t: &Traffic, seed: u64) -> Vec<Vec<f64>> {
     let mut options = EngineOptions {
         seed: Some(seed),
         clock: Clock::Manual(clock.clone()),
+        vectors: t.mode,
         ..EngineOptions::default()
     };
     options.journal.decision_log = LogOptions::default();
     let engine = Engine::open(Arc::new(MemoryStore::new()), options).expect("engine");
     let id = spec.id.clone();
-    let k = spec.arms.len();
+    let deferred = t.mode == VectorMode::Deferred;
+    let k = spec.arms.len() + usize::from(deferred);
     engine.create_campaign(spec).expect("create");
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x9e37);
     let mut due: VecDeque<(u64, String, usize)> = VecDeque::new();
@@ -85,6 +91,20 @@ fn z_scores(spec: CampaignSpec, t: &Traffic, seed: u64) -> Vec<Vec<f64>> {
         }
         if i % 50 == 0 {
             engine.expire_due().expect("sweep");
+        }
+        if deferred && i % 7 == 0 {
+            engine.make_wanted_vectors();
+        }
+        if deferred && i == DECISIONS / 2 {
+            engine
+                .add_arms(
+                    &id,
+                    vec![ArmSpec {
+                        id: "late-offer".into(),
+                        ..ArmSpec::default()
+                    }],
+                )
+                .expect("add an arm");
         }
         let x: Vec<f64> = (0..t.features).map(|_| rng.random()).collect();
         let req = ChooseRequest {
@@ -124,7 +144,8 @@ fn z_scores(spec: CampaignSpec, t: &Traffic, seed: u64) -> Vec<Vec<f64>> {
     engine
         .export_decisions(&id, 0, None, true, &mut |_, r| {
             let j = r.slot as usize;
-            assert_eq!(r.probabilities.len(), k, "a full vector");
+            // Every arm the campaign had then (one more after it was added).
+            assert!(r.probabilities.len() == k || (deferred && r.probabilities.len() == k - 1));
             assert!((r.probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-9);
             assert_eq!(
                 r.probabilities[r.arm_index].to_bits(),
@@ -178,6 +199,7 @@ const RATES: [f64; 5] = [0.05, 0.06, 0.08, 0.10, 0.11];
 #[test]
 fn thompson_propensities_are_exact() {
     let t = Traffic {
+        mode: VectorMode::Inline,
         rates: RATES.to_vec(),
         segments: vec![String::new()],
         count: 1,
@@ -191,6 +213,7 @@ fn thompson_propensities_are_exact() {
 #[test]
 fn value_aware_propensities_are_exact() {
     let t = Traffic {
+        mode: VectorMode::Inline,
         rates: vec![0.12, 0.08, 0.06, 0.05, 0.03],
         segments: vec![String::new()],
         count: 1,
@@ -209,6 +232,7 @@ fn value_aware_propensities_are_exact() {
 #[test]
 fn pooled_segment_propensities_are_exact() {
     let t = Traffic {
+        mode: VectorMode::Inline,
         rates: RATES.to_vec(),
         segments: (0..40).map(|s| format!("segment-{s}")).collect(),
         count: 1,
@@ -223,6 +247,7 @@ fn pooled_segment_propensities_are_exact() {
 #[test]
 fn decayed_propensities_are_exact() {
     let t = Traffic {
+        mode: VectorMode::Inline,
         rates: RATES.to_vec(),
         segments: vec![String::new(), "a".into(), "b".into()],
         count: 1,
@@ -241,6 +266,7 @@ fn decayed_propensities_are_exact() {
 #[test]
 fn slate_propensities_are_exact_slot_by_slot() {
     let t = Traffic {
+        mode: VectorMode::Inline,
         rates: vec![0.05, 0.06, 0.08, 0.10, 0.11, 0.04],
         segments: vec![String::new(), "a".into()],
         count: 3,
@@ -254,6 +280,7 @@ fn slate_propensities_are_exact_slot_by_slot() {
 #[test]
 fn lints_propensities_are_exact() {
     let t = Traffic {
+        mode: VectorMode::Inline,
         rates: vec![0.05, 0.06, 0.08, 0.07],
         segments: vec![String::new()],
         count: 1,
@@ -271,4 +298,40 @@ fn lints_propensities_are_exact() {
         },
     );
     check("lints", &z_scores(spec, &t, 6));
+}
+
+// Deferred vectors (the daemon's way): decisions draw from the vector they
+// have while a new one is made elsewhere, and from their old one restricted
+// to the arms that may be shown when an offer is added; still exact, for
+// single offers with pooled segments and for slates.
+#[test]
+fn deferred_vector_propensities_are_exact() {
+    let mut rates = RATES.to_vec();
+    rates.push(0.09);
+    let t = Traffic {
+        mode: VectorMode::Deferred,
+        rates: rates.clone(),
+        segments: (0..20).map(|s| format!("segment-{s}")).collect(),
+        count: 1,
+        features: 0,
+    };
+    let spec = campaign(
+        "deferred",
+        &[1.0; 5],
+        thompson(0.01, Pooling::EmpiricalBayes),
+    );
+    check("deferred", &z_scores(spec, &t, 7));
+    let t = Traffic {
+        mode: VectorMode::Deferred,
+        rates,
+        segments: vec![String::new(), "a".into()],
+        count: 3,
+        features: 0,
+    };
+    let spec = campaign(
+        "deferred-slates",
+        &[1.0; 5],
+        thompson(0.01, Pooling::EmpiricalBayes),
+    );
+    check("deferred slates", &z_scores(spec, &t, 8));
 }

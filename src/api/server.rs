@@ -96,6 +96,8 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
+    let vector_maker = tokio::spawn(make_vectors(engine.clone(), stop_rx.clone()));
+
     let syncer = options.replica.clone().map(|r| {
         tracing::info!(replica = r.id(), "replicating through redis");
         tokio::spawn(r.run(stop_rx.clone()))
@@ -199,6 +201,7 @@ pub async fn run(
     watcher.abort();
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
+    let _ = vector_maker.await;
     if let Some(task) = syncer {
         // Ships what is left (bounded); what it cannot goes at the next start.
         let _ = task.await;
@@ -238,6 +241,22 @@ async fn not_serving_on_store_failure(engine: Arc<Engine>, reporter: HealthRepor
         "the store failed: health is NOT_SERVING and every change is refused until a restart"
     );
     set_health(&reporter, ServingStatus::NotServing).await;
+}
+
+/// Makes the Thompson vectors decisions asked for (deferred mode: no
+/// decision computes one), whenever some are wanted, until told to stop.
+async fn make_vectors(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = engine.vectors_wanted() => {}
+            _ = stop.changed() => return,
+        }
+        let engine = engine.clone();
+        match tokio::task::spawn_blocking(move || engine.make_wanted_vectors()).await {
+            Ok(n) => tracing::trace!(made = n, "thompson vectors made"),
+            Err(e) => tracing::error!(error = %e, "making thompson vectors panicked"),
+        }
+    }
 }
 
 /// Expires overdue decisions every `interval` until told to stop.

@@ -20,10 +20,13 @@ use std::sync::Arc;
 impl Engine {
     pub(super) fn new_cell(&self, spec: CampaignSpec, uid: u64) -> Arc<CampaignCell> {
         let rng = SmallRng::seed_from_u64(self.seed ^ fnv1a(&spec.id));
+        let id = spec.id.as_str().into();
+        let mut state = CampaignState::new(spec, rng, self.clock.now_ms());
+        state.mode = self.vector_mode;
         Arc::new(CampaignCell {
-            id: spec.id.as_str().into(),
+            id,
             uid,
-            state: parking_lot::Mutex::new(CampaignState::new(spec, rng, self.clock.now_ms())),
+            state: parking_lot::Mutex::new(state),
         })
     }
 

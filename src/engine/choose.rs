@@ -101,6 +101,7 @@ impl Engine {
             });
         }
         let picks = st.choose_slate(segment, x.as_deref(), now, count);
+        self.note_wanted_vectors(&cell, &mut st);
         let created_ms = now.max(st.log.last_created());
         let first = (self.run, st.log.next_slot(self.run));
         let caller_id: Option<Arc<str>> = req.decision_id.as_deref().map(Arc::from);

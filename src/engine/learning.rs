@@ -86,8 +86,12 @@ pub struct Learning {
     weights: Option<(u64, BucketWeights)>,
     /// When the contextual arms' pending weights were last recomputed.
     linear_weighed_ms: u64,
-    /// Per arm, the named segments' evidence as of their last refresh.
+    /// Per arm, the named segments' evidence as of their last refresh
+    /// (change it through [`Self::replace_pooled`] and [`Self::set_pools`],
+    /// which keep [`Self::pooled_n`]).
     pub pools: Vec<PoolSums>,
+    /// Σ over arms of the pools' trials.
+    pooled_n: f64,
     /// Pool updates since the sums were last recomputed from scratch.
     pub pool_updates: usize,
 }
@@ -105,6 +109,7 @@ impl Learning {
             weights: None,
             linear_weighed_ms: 0,
             pools: vec![PoolSums::default(); spec.arms.len()],
+            pooled_n: 0.0,
             pool_updates: 0,
         };
         l.landmark_ms = l.landmark_for(now_ms);
@@ -121,6 +126,25 @@ impl Learning {
 
     pub fn widen(&mut self, arms: usize) {
         self.pools.resize(arms, PoolSums::default());
+    }
+
+    /// Replaces a segment's evidence `old` for `arm` in the pools by `new`.
+    pub fn replace_pooled(&mut self, arm: usize, old: Evidence, new: Evidence) {
+        let pool = &mut self.pools[arm];
+        let before = pool.n;
+        pool.replace(old, new);
+        self.pooled_n += pool.n - before;
+    }
+
+    /// Sets the pools (recomputed from scratch).
+    pub fn set_pools(&mut self, pools: Vec<PoolSums>) {
+        self.pooled_n = pools.iter().map(|p| p.n).sum();
+        self.pools = pools;
+    }
+
+    /// Σ over arms of the pooled trials.
+    pub fn pooled_n(&self) -> f64 {
+        self.pooled_n
     }
 
     fn landmark_for(&self, now_ms: u64) -> u64 {

@@ -47,7 +47,7 @@ pub use decisions::DecisionStatus;
 pub use export::{ExportHeader, ExportOutcome, ExportRecord};
 pub use replicated::Totals;
 pub use stats::{ArmReport, SegmentReport, UpliftReport};
-pub use vectors::VectorWork;
+pub use vectors::{VectorMode, VectorWork};
 
 use crate::error::{Error, Result};
 use crate::journal::{Change, Journal, JournalError, JournalOptions, Mode, Ticket};
@@ -100,6 +100,10 @@ pub struct EngineOptions {
     /// How long a resolved decision is remembered after its deadline;
     /// `None` = one more reward timeout of its campaign.
     pub retention: Option<Duration>,
+    /// Who computes Thompson vectors (see `engine::vectors`): the deciding
+    /// call (default), or a background task the caller runs
+    /// ([`Engine::make_wanted_vectors`]; the daemon does).
+    pub vectors: VectorMode,
 }
 
 impl Default for EngineOptions {
@@ -110,6 +114,7 @@ impl Default for EngineOptions {
             journal: JournalOptions::default(),
             max_pending_per_campaign: DEFAULT_MAX_PENDING_PER_CAMPAIGN,
             retention: None,
+            vectors: VectorMode::Inline,
         }
     }
 }
@@ -186,6 +191,9 @@ pub struct Engine {
     run: u32,
     max_pending: usize,
     retention_ms: Option<u64>,
+    /// Who computes Thompson vectors, and the campaigns waiting for some.
+    vector_mode: VectorMode,
+    vectors: vectors::VectorQueue,
 }
 
 /// The campaigns, by id and by uid.
@@ -252,6 +260,8 @@ impl Engine {
             run,
             max_pending: options.max_pending_per_campaign,
             retention_ms: options.retention.map(|d| d.as_millis() as u64),
+            vector_mode: options.vectors,
+            vectors: vectors::VectorQueue::default(),
         }
     }
 

@@ -9,7 +9,7 @@
 use super::decisions::DecisionLog;
 pub use super::learning::ArmTally;
 use super::learning::Learning;
-use super::vectors::{SegmentVector, Vector, VectorWork};
+use super::vectors::{Events, SegmentVector, Vector, VectorMode, VectorWork, Wanted};
 use crate::campaign::{CampaignSpec, PolicySpec, Pooling};
 use crate::journal::format::Row;
 use crate::policy::exposure::BucketWeights;
@@ -43,8 +43,11 @@ pub struct Segment {
     pub arms: Vec<ArmTally>,
     /// Its Thompson vector and last check (see `engine::vectors`).
     pub(super) vector: Option<SegmentVector>,
+    /// Decisions and outcomes learned here since start-up (what a vector
+    /// check compares; see `engine::vectors`).
+    pub(super) events: Events,
     /// Its evidence per arm as last added to the campaign's pools.
-    pooled: Vec<Evidence>,
+    pub(super) pooled: Vec<Evidence>,
 }
 
 impl Segment {
@@ -54,6 +57,7 @@ impl Segment {
             name,
             arms: Vec::new(),
             vector: None,
+            events: Events::default(),
             pooled: Vec::new(),
         }
     }
@@ -98,6 +102,11 @@ pub struct CampaignState {
     /// of its own, shared by such segments (see `engine::vectors`).
     pub(super) fresh: Option<Arc<Vector>>,
     pub(super) vector_work: VectorWork,
+    /// Every segment's [`Events`] together (the campaign-wide view's).
+    pub(super) events: Events,
+    /// Who computes Thompson vectors, and those asked for (deferred mode).
+    pub(super) mode: VectorMode,
+    pub(super) wanted: Wanted,
     /// Reused buffers for one decision (no allocation on the hot path).
     /// `scratch_arms`: the arms that may be shown now.
     pub(super) scratch_arms: Vec<usize>,
@@ -139,6 +148,9 @@ impl CampaignState {
             budgets: Default::default(),
             fresh: None,
             vector_work: VectorWork::default(),
+            events: Events::default(),
+            mode: VectorMode::Inline,
+            wanted: Wanted::default(),
             scratch_arms: Vec::new(),
             scratch_means: Vec::new(),
             scratch_leaders: Vec::new(),
@@ -227,6 +239,7 @@ impl CampaignState {
             name,
             arms: vec![ArmTally::default(); self.spec.arms.len()],
             vector: None,
+            events: Events::default(),
             pooled: Vec::new(),
         });
         no
@@ -307,10 +320,10 @@ impl CampaignState {
         now_ms: u64,
     ) -> Evidence {
         let t = match seg.filter(|s| s.is_named()) {
-            Some(s) => s.arms.get(arm).copied().unwrap_or_default(),
-            None => self.aggregate.get(arm).copied().unwrap_or_default(),
+            Some(s) => s.arms.get(arm),
+            None => self.aggregate.get(arm),
         };
-        self.learning.evidence(&t, w, now_ms)
+        t.map_or_else(Evidence::default, |t| self.learning.evidence(t, w, now_ms))
     }
 
     /// Picks an arm for segment number `segment` (see
@@ -330,7 +343,7 @@ impl CampaignState {
 
     /// The arms that may be shown, into `scratch_arms` (active, and not
     /// held back by a cap at the last check).
-    fn gather_showable(&mut self) {
+    pub(super) fn gather_showable(&mut self) {
         self.scratch_arms.clear();
         self.scratch_arms.extend(self.spec.active_arms());
         if self.budgets.any {
@@ -700,20 +713,18 @@ impl CampaignState {
     pub(super) fn repool(&mut self, segment: u32, w: &BucketWeights, now_ms: u64) {
         let arms = self.spec.arms.len();
         self.learning.widen(arms);
+        let tallies = &self.segments[segment as usize].arms;
         let current: Vec<Evidence> = (0..arms)
             .map(|a| {
-                let t = self.segments[segment as usize]
-                    .arms
+                tallies
                     .get(a)
-                    .copied()
-                    .unwrap_or_default();
-                self.learning.evidence(&t, w, now_ms)
+                    .map_or_else(Evidence::default, |t| self.learning.evidence(t, w, now_ms))
             })
             .collect();
         let seg = &mut self.segments[segment as usize];
         seg.pooled.resize(arms, Evidence::default());
         for (a, ev) in current.into_iter().enumerate() {
-            self.learning.pools[a].replace(seg.pooled[a], ev);
+            self.learning.replace_pooled(a, seg.pooled[a], ev);
             seg.pooled[a] = ev;
         }
         self.learning.pool_updates += 1;
@@ -724,7 +735,7 @@ impl CampaignState {
                     p.add(*ev);
                 }
             }
-            self.learning.pools = pools;
+            self.learning.set_pools(pools);
             self.learning.pool_updates = 0;
         }
     }
@@ -758,8 +769,10 @@ impl CampaignState {
             seg.arms.resize(arms, ArmTally::default());
         }
         learning.resolve(&mut seg.arms[arm], created_ms, reward);
+        seg.events.learned(reward);
         let row = learning.row(&seg.arms[arm], now_ms);
         learning.resolve(&mut self.aggregate[arm], created_ms, reward);
+        self.events.learned(reward);
         // Keep the pools current: this segment's evidence for the arm just
         // changed (O(buckets); the other arms' move with their outcomes).
         if self.pooling() != Pooling::Off && self.segments[segment as usize].is_named() {
@@ -773,15 +786,13 @@ impl CampaignState {
     fn repool_arm(&mut self, segment: u32, arm: usize, w: &BucketWeights, now_ms: u64) {
         let arms = self.spec.arms.len();
         self.learning.widen(arms);
-        let t = self.segments[segment as usize]
+        let ev = self.segments[segment as usize]
             .arms
             .get(arm)
-            .copied()
-            .unwrap_or_default();
-        let ev = self.learning.evidence(&t, w, now_ms);
+            .map_or_else(Evidence::default, |t| self.learning.evidence(t, w, now_ms));
         let seg = &mut self.segments[segment as usize];
         seg.pooled.resize(arms, Evidence::default());
-        self.learning.pools[arm].replace(seg.pooled[arm], ev);
+        self.learning.replace_pooled(arm, seg.pooled[arm], ev);
         seg.pooled[arm] = ev;
         self.learning.pool_updates += 1;
     }
@@ -817,7 +828,9 @@ impl CampaignState {
             seg.arms.resize(arms, ArmTally::default());
         }
         learning.add_pending(&mut seg.arms[arm], created_ms);
+        seg.events.decisions += 1;
         learning.add_pending(&mut self.aggregate[arm], created_ms);
+        self.events.decisions += 1;
     }
 
     /// Widens the statistics after arms were added to the spec.
@@ -852,7 +865,7 @@ impl CampaignState {
         }
         let w = self.learning.weights(now_ms).clone();
         self.learning.widen(arms);
-        self.learning.pools = vec![PoolSums::default(); arms];
+        self.learning.set_pools(vec![PoolSums::default(); arms]);
         for no in 0..self.segments.len() as u32 {
             if self.segments[no as usize].is_named() {
                 self.repool(no, &w, now_ms);

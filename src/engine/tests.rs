@@ -1821,3 +1821,161 @@ fn uplift_counts_pending_decisions_by_their_delay_weight() {
     drop(e);
     clean(&store);
 }
+
+/// Campaign `id`'s campaign-wide tallies set as if arm a had learned
+/// `outcomes[a] = (trials, successes)` (a state that takes tens of
+/// thousands of decisions to reach through `choose`).
+fn set_outcomes(e: &Engine, id: &str, outcomes: &[(u64, f64)]) {
+    let cell = e.campaign(id).expect("campaign");
+    let mut st = cell.state.lock();
+    for (a, &(n, sum)) in outcomes.iter().enumerate() {
+        st.aggregate[a].counts = crate::policy::thompson::ArmCounts { n, sum };
+    }
+}
+
+// One P(best), exact where marketing lives, for GetStats, the single-offer
+// draw and a slate's first slot. Rare conversions: Beta(2, 20000) against
+// Beta(4, 30000) is 0.337 by the closed form (the ±8 sd quadrature this
+// replaces reported 0.440 and drew from it). Values: two equal
+// Beta(2, 20000) posteriors worth 1 and 1.5 split 35.2% / 64.8% (it
+// reported 30.7% / 69.3%, and a slate of the same campaign logged 0.6416).
+#[test]
+fn stats_draws_and_slates_share_an_exact_p_best() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let e = engine(Arc::new(MemoryStore::new()), &clock, 12);
+    let no_floor = PolicySpec::Thompson {
+        prior_alpha: 1.0,
+        prior_beta: 1.0,
+        pooling: crate::campaign::Pooling::EmpiricalBayes,
+        exploration_floor: 0.0,
+    };
+    let mut rare = spec("rare", 2, 3600, 0.0);
+    rare.policy = no_floor.clone();
+    e.create_campaign(rare).expect("create");
+    set_outcomes(&e, "rare", &[(20_000, 1.0), (30_002, 3.0)]);
+    let exact = crate::policy::beta::prob_greater_integer(2, 20_000.0, 4.0, 30_000.0);
+    assert!((exact - 0.337).abs() < 5e-4);
+    let s = e.stats("rare", "").expect("stats");
+    let shown = [s[0].arms[0].prob_best, s[0].arms[1].prob_best];
+    assert!(
+        (shown[0] - exact).abs() < 1e-4,
+        "GetStats {shown:?} vs {exact}"
+    );
+    let c = e.choose(&req("rare", "")).expect("choose");
+    assert!(
+        (c.propensity - shown[c.arm]).abs() < 1e-12,
+        "{c:?} {shown:?}"
+    );
+    let c = e.choose(&slate_req("rare", "", 2)).expect("slate");
+    assert!((c.slate[0].propensity - shown[c.slate[0].arm]).abs() < 1e-12);
+
+    let mut valued = spec("valued", 2, 3600, 0.0);
+    valued.policy = no_floor;
+    valued.arms[1].value = 1.5;
+    e.create_campaign(valued).expect("create");
+    set_outcomes(&e, "valued", &[(20_000, 1.0), (20_000, 1.0)]);
+    let s = e.stats("valued", "").expect("stats");
+    let shown = [s[0].arms[0].prob_best, s[0].arms[1].prob_best];
+    // 0.35199 by the adaptive reference (policy::prob_best's tests).
+    assert!((shown[0] - 0.35199).abs() < 1e-4, "GetStats {shown:?}");
+    for _ in 0..20 {
+        let c = e.choose(&slate_req("valued", "", 2)).expect("slate");
+        assert!((c.slate[0].propensity - shown[c.slate[0].arm]).abs() < 1e-12);
+        let c = e.choose(&req("valued", "")).expect("choose");
+        assert!((c.propensity - shown[c.arm]).abs() < 1e-12);
+    }
+}
+
+// A Thompson vector is remade when a posterior has moved, not because time
+// passed, traffic came or a segment is new: campaign-wide with a 1-minute
+// window and one decision every 5 s, under 1% of decisions (the old rule,
+// "a sixteenth of the window passed", remade it on almost every one); 500
+// young segments with Zipf traffic (40 decisions each on average: their
+// posteriors do move), under a quarter (the old rule made one at each new
+// segment's first decision and then every other decision).
+#[test]
+fn vectors_are_remade_when_posteriors_move_not_with_time_or_segments() {
+    let rates = [
+        0.02, 0.022, 0.024, 0.026, 0.028, 0.03, 0.032, 0.034, 0.036, 0.038,
+    ];
+    let run = |segments: usize, timeout: u32, step_ms: u64| {
+        let clock = Arc::new(AtomicU64::new(1_000_000));
+        let e = engine(Arc::new(MemoryStore::new()), &clock, 13);
+        e.create_campaign(spec("c", 10, timeout, 0.0))
+            .expect("create");
+        let weights: Vec<f64> = (1..=segments).map(|i| 1.0 / i as f64).collect();
+        let total: f64 = weights.iter().sum();
+        let mut rng = SmallRng::seed_from_u64(13);
+        let n = 20_000;
+        for i in 0..n {
+            clock.fetch_add(step_ms, Ordering::SeqCst);
+            if i % 20 == 0 {
+                e.expire_due().expect("sweep");
+            }
+            let mut u = rand::Rng::random::<f64>(&mut rng) * total;
+            let mut s = 0;
+            while s + 1 < segments && u > weights[s] {
+                u -= weights[s];
+                s += 1;
+            }
+            let name = if segments == 1 {
+                String::new()
+            } else {
+                format!("s{s}")
+            };
+            let c = e.choose(&req("c", &name)).expect("choose");
+            if rand::Rng::random::<f64>(&mut rng) < rates[c.arm] {
+                e.reward(&c.decision_id, 1.0).expect("reward");
+            }
+        }
+        let work = e.vector_work("c").expect("work");
+        (
+            work.made as f64 / f64::from(n),
+            work.checks as f64 / f64::from(n),
+        )
+    };
+    let (made, checks) = run(1, 60, 5_000);
+    println!("1-minute window: {made} {checks}");
+    assert!(
+        made < 0.01 && checks < 0.2,
+        "1-minute window: {made} {checks}"
+    );
+    let (made, checks) = run(500, 86_400, 1_000);
+    assert!(made < 0.25 && checks < 0.6, "500 segments: {made} {checks}");
+}
+
+// Deferred vectors (the daemon's mode): no decision computes a vector. The
+// first decisions draw from the uniform split, decisions whose posterior
+// moved keep the vector they have, and the vectors asked for arrive when
+// the background task runs, from the posterior as it is then.
+#[test]
+fn deferred_vectors_are_made_off_the_decision_path() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let mut o = options(&clock, 14, Mode::Default);
+    o.vectors = VectorMode::Deferred;
+    let e = Engine::open(Arc::new(MemoryStore::new()), o).expect("engine");
+    e.create_campaign(spec("d", 3, 3600, 0.0)).expect("create");
+    let first = e.choose(&req("d", "")).expect("choose");
+    assert!((first.propensity - 1.0 / 3.0).abs() < 1e-12, "{first:?}");
+    for _ in 0..300 {
+        let c = e.choose(&req("d", "")).expect("choose");
+        e.reward(&c.decision_id, f64::from(u8::from(c.arm == 2)))
+            .expect("reward");
+    }
+    assert_eq!(
+        e.vector_work("d").expect("work").made,
+        0,
+        "no decision made one"
+    );
+    assert!(e.make_wanted_vectors() >= 1);
+    let made = e.vector_work("d").expect("work").made;
+    assert!(made >= 1);
+    // The new vector is P(best) now (what GetStats computes), with the floor.
+    let best = e.stats("d", "").expect("stats")[0].arms[2].prob_best;
+    let c = e.choose(&req("d", "")).expect("choose");
+    let floor = crate::campaign::DEFAULT_EXPLORATION_FLOOR;
+    assert_eq!(c.arm, 2, "{c:?}");
+    assert!((c.propensity - (floor + (1.0 - 3.0 * floor) * best)).abs() < 1e-12);
+    assert!(best > 0.99, "{best}");
+    assert_eq!(e.make_wanted_vectors(), 0, "nothing moved since");
+}

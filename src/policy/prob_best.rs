@@ -505,12 +505,15 @@ fn arm_panels(arm: &Arm, from_z: f64, out: &mut Vec<(f64, f64, bool)>) {
     }
     let peak = ell(a, b, arm.mode).0;
     let width = |s: f64| {
-        let sg = sigmoid(s);
-        let below_peak = (peak - ell(a, b, s).0).max(0.0);
+        let (sg, ls) = sigmoid_and_ln(s);
+        let below_peak = (peak - (a * ls + b * (ls - s))).max(0.0);
         let curvature = (a + b) * sg * (1.0 - sg);
         let slope = (a - (a + b) * sg).abs();
         let third = (curvature * (1.0 - 2.0 * sg)).abs();
-        let mut w = (PANEL_WIDTH / curvature.sqrt()).min((PANEL_CUBIC / third).cbrt());
+        let mut w = PANEL_WIDTH / curvature.sqrt();
+        if w * w * w * third > PANEL_CUBIC {
+            w = (PANEL_CUBIC / third).cbrt();
+        }
         let drop = PANEL_DROP + below_peak / 3.0;
         if slope * w > drop {
             w = drop / slope;
@@ -592,13 +595,15 @@ fn cdf_matrix() -> &'static [[f64; NODES]; NODES] {
     })
 }
 
+/// (σ(s), ln σ(s)) from one exp and one ln1p.
 #[inline]
-fn sigmoid(s: f64) -> f64 {
+fn sigmoid_and_ln(s: f64) -> (f64, f64) {
     let e = (-s.abs()).exp();
+    let l = e.ln_1p();
     if s >= 0.0 {
-        1.0 / (1.0 + e)
+        (1.0 / (1.0 + e), -l)
     } else {
-        e / (1.0 + e)
+        (e / (1.0 + e), s - l)
     }
 }
 
@@ -617,8 +622,8 @@ fn ln_sigmoid(z: f64) -> f64 {
 /// ln B), and ℓ'(s).
 #[inline]
 fn ell(a: f64, b: f64, s: f64) -> (f64, f64) {
-    let ls = ln_sigmoid(s);
-    (a * ls + b * (ls - s), a - (a + b) * sigmoid(s))
+    let (sg, ls) = sigmoid_and_ln(s);
+    (a * ls + b * (ls - s), a - (a + b) * sg)
 }
 
 /// Where ℓ is [`TAIL`] (to within one unit) below its peak, on the side

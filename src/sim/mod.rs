@@ -97,6 +97,15 @@ fn check_and_run(a: &SimulateArgs) -> Result<Result<String, SimCliError>, String
         }
         sc.customers_per_day = c;
     }
+    if let Some(w) = a.attribution_window_minutes {
+        let most = crate::campaign::limits::MAX_REWARD_TIMEOUT_SECONDS / 60;
+        if !(1..=most).contains(&w) {
+            return Err(format!(
+                "--attribution-window-minutes: must be in 1..={most}"
+            ));
+        }
+        sc.delay.attribution_window_minutes = w;
+    }
     if !(1..=10_000).contains(&a.runs) {
         return Err("--runs: must be in 1..=10000".into());
     }
